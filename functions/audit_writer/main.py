@@ -1,0 +1,82 @@
+"""audit-writer: a CloudEvent function that stores audit events from Pub/Sub.
+
+It accepts the ``google.cloud.pubsub.topic.v1.messagePublished`` CloudEvent
+that Eventarc delivers, and the same event as functions-framework converts a
+Pub/Sub push body. Redelivery is normal: each event_id is written at most once.
+A malformed event is logged and acknowledged, because retrying cannot fix it.
+Only a transient store error raises, so that Pub/Sub delivers the event again.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import logging
+from typing import Any
+
+import functions_framework
+from cloudevents.http import CloudEvent
+from pydantic import ValidationError
+
+from shared.config import get_settings
+from shared.events import AuditEvent
+from shared.logs import configure_logging
+from shared.store import Store, build_store
+
+_log = logging.getLogger("audit_writer")
+_settings = get_settings()
+configure_logging(_settings.log_level)
+
+
+class MalformedEvent(ValueError):
+    """The CloudEvent does not carry a valid audit event."""
+
+
+@functions_framework.cloud_event
+def audit_writer(cloud_event: CloudEvent) -> None:
+    """Entry point: write the audit event carried by a Pub/Sub message."""
+    labels = {"cloud_event_id": str(cloud_event["id"])}
+    try:
+        event = parse_event(cloud_event.data)
+    except MalformedEvent as exc:
+        _log.error(
+            "dropping malformed audit message: %s", exc, extra={"labels": labels}
+        )
+        return
+    labels |= {"event_id": str(event.event_id), "event_type": event.event_type}
+    written = _store().insert_audit_events([event])
+    if written:
+        _log.info("audit event stored", extra={"labels": labels})
+    else:
+        _log.info(
+            "audit event already stored; redelivery ignored", extra={"labels": labels}
+        )
+
+
+def parse_event(data: Any) -> AuditEvent:
+    """Extract the audit event from a CloudEvent's data; raise MalformedEvent."""
+    message = data.get("message") if isinstance(data, dict) else None
+    if not isinstance(message, dict):
+        raise MalformedEvent("the CloudEvent has no Pub/Sub message")
+    encoded = message.get("data")
+    if not encoded:
+        raise MalformedEvent("the Pub/Sub message has no data")
+    try:
+        payload = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, TypeError, ValueError):
+        raise MalformedEvent("the message data is not base64") from None
+    try:
+        return AuditEvent.from_message(payload)
+    except ValidationError as exc:
+        fields = sorted(
+            {".".join(map(str, error["loc"])) or "body" for error in exc.errors()}
+        )
+        raise MalformedEvent(
+            f"invalid audit event fields: {', '.join(fields)}"
+        ) from None
+
+
+@functools.cache
+def _store() -> Store:
+    return build_store(_settings)

@@ -1,0 +1,359 @@
+"""The embedded store: one DuckDB file in the data folder.
+
+DuckDB lets one process at a time open a file for writing, and the local stack
+runs each function in its own process. So every operation opens the file, does
+its work in one transaction and closes it (about 10 ms), and an operation that
+finds the file locked by another process retries with backoff for up to
+``lock_timeout_seconds`` before raising ``TransientStoreError``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from shared.events import AuditEvent
+from shared.store import AlreadyExistsError, StoreError, TransientStoreError
+from shared.store.models import ApiKeyRecord, Tenant, UsageBatch, User
+from shared.store.schema import TABLES, Table, duckdb_type
+
+_log = logging.getLogger(__name__)
+
+_KEY_COLUMNS = (
+    "api_key_id, tenant_id, user_id, api_key_hash, encrypted_api_key, key_prefix, "
+    "name, scopes, is_active, expires_at, created_at, created_by_user_id, "
+    "revoked_at, revoked_by, rotated_from_key_id"
+)
+_AUDIT_COLUMNS = (
+    "event_id, event_type, tenant_id, user_id, actor_id, ip_address, user_agent, "
+    "occurred_at, created_at, details"
+)
+_LAST_USED = (
+    "(SELECT max(u.last_used_at) FROM tenant_usage u "
+    "WHERE u.tenant_id = k.tenant_id AND u.api_key_id = k.api_key_id)"
+)
+
+
+def create_table_sql(table: Table) -> str:
+    """Return the DuckDB ``CREATE TABLE IF NOT EXISTS`` statement for ``table``."""
+    columns = []
+    for column in table.columns:
+        definition = f"{column.name} {duckdb_type(column.type)}"
+        if column.required:
+            definition += " NOT NULL"
+        if column.name == table.primary_key:
+            definition += " PRIMARY KEY"
+        if column.name in table.unique:
+            definition += " UNIQUE"
+        columns.append(definition)
+    return f"CREATE TABLE IF NOT EXISTS {table.name} ({', '.join(columns)})"
+
+
+class DuckDBStore:
+    """Store backend on a local DuckDB file."""
+
+    def __init__(self, path: Path, *, lock_timeout_seconds: float = 15.0) -> None:
+        self._path = Path(path)
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock_timeout = lock_timeout_seconds
+        self._schema_ready = False
+        self._thread_lock = threading.Lock()
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    # Tenants and users
+
+    def create_tenant(self, tenant: Tenant, admin: User) -> None:
+        with self._transaction() as con:
+            exists = con.execute(
+                "SELECT 1 FROM tenants WHERE tenant_id = ?", [tenant.tenant_id]
+            ).fetchone()
+            if exists:
+                raise AlreadyExistsError(f"tenant {tenant.tenant_id} already exists")
+            con.execute(
+                "INSERT INTO tenants VALUES (?, ?, ?, ?, ?)",
+                [
+                    tenant.tenant_id,
+                    tenant.name,
+                    tenant.contact_email,
+                    tenant.status,
+                    tenant.created_at,
+                ],
+            )
+            con.execute(
+                "INSERT INTO users VALUES (?, ?, ?, ?, ?)",
+                [
+                    admin.user_id,
+                    admin.tenant_id,
+                    admin.email,
+                    admin.role,
+                    admin.created_at,
+                ],
+            )
+
+    def get_tenant(self, tenant_id: str) -> Tenant | None:
+        with self._transaction() as con:
+            row = con.execute(
+                "SELECT tenant_id, name, contact_email, status, created_at "
+                "FROM tenants WHERE tenant_id = ?",
+                [tenant_id],
+            ).fetchone()
+        return Tenant(*row) if row else None
+
+    # API keys
+
+    def insert_api_key(self, record: ApiKeyRecord) -> None:
+        with self._transaction() as con:
+            self._insert_key(con, record)
+
+    def get_api_key(self, tenant_id: str, api_key_id: str) -> ApiKeyRecord | None:
+        return self._one_key(
+            "k.tenant_id = ? AND k.api_key_id = ?", [tenant_id, api_key_id]
+        )
+
+    def find_api_key_by_hash(self, api_key_hash: str) -> ApiKeyRecord | None:
+        return self._one_key("k.api_key_hash = ?", [api_key_hash])
+
+    def list_api_keys(self, tenant_id: str) -> list[ApiKeyRecord]:
+        with self._transaction() as con:
+            rows = con.execute(
+                f"SELECT {_KEY_COLUMNS}, {_LAST_USED} FROM tenant_api_keys k "
+                "WHERE k.tenant_id = ? ORDER BY k.created_at, k.api_key_id",
+                [tenant_id],
+            ).fetchall()
+        return [_key_from_row(row) for row in rows]
+
+    def revoke_api_key(
+        self, tenant_id: str, api_key_id: str, revoked_at: datetime, revoked_by: str
+    ) -> bool:
+        with self._transaction() as con:
+            updated = con.execute(
+                "UPDATE tenant_api_keys SET is_active = false, revoked_at = ?, "
+                "revoked_by = ? WHERE tenant_id = ? AND api_key_id = ? AND is_active "
+                "RETURNING api_key_id",
+                [revoked_at, revoked_by, tenant_id, api_key_id],
+            ).fetchall()
+        return bool(updated)
+
+    def rotate_api_key(
+        self,
+        tenant_id: str,
+        old_key_id: str,
+        new_key: ApiKeyRecord,
+        old_expires_at: datetime,
+    ) -> bool:
+        if new_key.tenant_id != tenant_id:
+            raise ValueError("new_key must belong to the same tenant")
+        with self._transaction() as con:
+            updated = con.execute(
+                "UPDATE tenant_api_keys SET expires_at = least(expires_at, ?) "
+                "WHERE tenant_id = ? AND api_key_id = ? AND is_active "
+                "RETURNING api_key_id",
+                [old_expires_at, tenant_id, old_key_id],
+            ).fetchall()
+            if not updated:
+                return False
+            self._insert_key(con, new_key)
+        return True
+
+    # Usage and audit
+
+    def append_usage(self, batches: Sequence[UsageBatch]) -> None:
+        if not batches:
+            return
+        with self._transaction() as con:
+            con.executemany(
+                "INSERT INTO tenant_usage VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    [
+                        batch.tenant_id,
+                        batch.api_key_id,
+                        batch.request_count,
+                        batch.first_used_at,
+                        batch.last_used_at,
+                        batch.recorded_at,
+                    ]
+                    for batch in batches
+                ],
+            )
+
+    def insert_audit_events(self, events: Sequence[AuditEvent]) -> int:
+        if not events:
+            return 0
+        now = datetime.now(UTC)
+        with self._transaction() as con:
+            before = _count(con, "tenant_audit_logs")
+            con.executemany(
+                f"INSERT INTO tenant_audit_logs ({_AUDIT_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                [_audit_row(event, now) for event in events],
+            )
+            return _count(con, "tenant_audit_logs") - before
+
+    def list_audit_events(
+        self,
+        tenant_id: str | None,
+        *,
+        event_type: str | None = None,
+        limit: int = 100,
+    ) -> list[AuditEvent]:
+        query = f"SELECT {_AUDIT_COLUMNS} FROM tenant_audit_logs WHERE true"
+        parameters: list[Any] = []
+        if tenant_id is not None:
+            query += " AND tenant_id = ?"
+            parameters.append(tenant_id)
+        if event_type is not None:
+            query += " AND event_type = ?"
+            parameters.append(event_type)
+        query += " ORDER BY occurred_at DESC, event_id LIMIT ?"
+        parameters.append(int(limit))
+        with self._transaction() as con:
+            rows = con.execute(query, parameters).fetchall()
+        return [_audit_from_row(row) for row in rows]
+
+    # Connection handling
+
+    @contextmanager
+    def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        con = self._connect()
+        try:
+            con.execute("BEGIN TRANSACTION")
+            yield con
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        finally:
+            con.close()
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        deadline = time.monotonic() + self._lock_timeout
+        delay = 0.005
+        while True:
+            try:
+                con = duckdb.connect(str(self._path))
+                break
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower():
+                    raise StoreError(f"cannot open DuckDB file {self._path}") from exc
+                if time.monotonic() > deadline:
+                    raise TransientStoreError(
+                        f"DuckDB file {self._path} is busy: another process holds it"
+                    ) from None
+                time.sleep(delay * (1 + random.random()))  # noqa: S311 - jitter
+                delay = min(delay * 2, 0.25)
+        con.execute("SET TimeZone = 'UTC'")
+        self._ensure_schema(con)
+        return con
+
+    def _ensure_schema(self, con: duckdb.DuckDBPyConnection) -> None:
+        if self._schema_ready:
+            return
+        with self._thread_lock:
+            for table in TABLES.values():
+                con.execute(create_table_sql(table))
+            self._schema_ready = True
+
+    def _insert_key(self, con: duckdb.DuckDBPyConnection, record: ApiKeyRecord) -> None:
+        try:
+            con.execute(
+                f"INSERT INTO tenant_api_keys ({_KEY_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                _key_row(record),
+            )
+        except duckdb.ConstraintException:
+            raise AlreadyExistsError("API key id or hash already exists") from None
+
+    def _one_key(self, where: str, parameters: list[Any]) -> ApiKeyRecord | None:
+        with self._transaction() as con:
+            row = con.execute(
+                f"SELECT {_KEY_COLUMNS}, {_LAST_USED} FROM tenant_api_keys k "
+                f"WHERE {where}",
+                parameters,
+            ).fetchone()
+        return _key_from_row(row) if row else None
+
+
+def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    row = con.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608
+    return int(row[0]) if row else 0
+
+
+def _key_row(record: ApiKeyRecord) -> list[Any]:
+    return [
+        record.api_key_id,
+        record.tenant_id,
+        record.user_id,
+        record.api_key_hash,
+        record.encrypted_api_key,
+        record.key_prefix,
+        record.name,
+        " ".join(record.scopes),
+        record.is_active,
+        record.expires_at,
+        record.created_at,
+        record.created_by_user_id,
+        record.revoked_at,
+        record.revoked_by,
+        record.rotated_from_key_id,
+    ]
+
+
+def _key_from_row(row: Sequence[Any]) -> ApiKeyRecord:
+    values = list(row)
+    values[4] = bytes(values[4])
+    values[7] = tuple(values[7].split())
+    return ApiKeyRecord(*values)
+
+
+def _audit_row(event: AuditEvent, created_at: datetime) -> list[Any]:
+    return [
+        str(event.event_id),
+        event.event_type,
+        event.tenant_id,
+        event.user_id,
+        event.actor_id,
+        event.ip_address,
+        event.user_agent,
+        event.occurred_at,
+        created_at,
+        json.dumps(event.details, sort_keys=True, default=str),
+    ]
+
+
+def _audit_from_row(row: Sequence[Any]) -> AuditEvent:
+    (
+        event_id,
+        event_type,
+        tenant_id,
+        user_id,
+        actor_id,
+        ip,
+        agent,
+        occurred,
+        _,
+        details,
+    ) = row
+    return AuditEvent(
+        event_id=event_id,
+        event_type=event_type,
+        tenant_id=tenant_id,
+        user_id=user_id,
+        actor_id=actor_id,
+        ip_address=ip,
+        user_agent=agent,
+        occurred_at=occurred,
+        details=json.loads(details) if details else {},
+    )

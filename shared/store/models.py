@@ -1,0 +1,65 @@
+"""Rows of the store's tables as typed records. Timestamps are aware UTC."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    tenant_id: str
+    name: str
+    contact_email: str | None
+    status: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    user_id: str
+    tenant_id: str
+    email: str | None
+    role: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRecord:
+    """A ``tenant_api_keys`` row; ``last_used_at`` is derived from ``tenant_usage``."""
+
+    api_key_id: str
+    tenant_id: str
+    user_id: str | None
+    api_key_hash: str
+    encrypted_api_key: bytes
+    key_prefix: str
+    name: str | None
+    scopes: tuple[str, ...]
+    is_active: bool
+    expires_at: datetime
+    created_at: datetime
+    created_by_user_id: str | None
+    revoked_at: datetime | None = None
+    revoked_by: str | None = None
+    rotated_from_key_id: str | None = None
+    last_used_at: datetime | None = None
+
+    def status(self, now: datetime) -> str:
+        if not self.is_active:
+            return "revoked"
+        if self.expires_at <= now:
+            return "expired"
+        return "active"
+
+
+@dataclass(frozen=True, slots=True)
+class UsageBatch:
+    """Verifications of one key, counted in memory and written as one row."""
+
+    tenant_id: str
+    api_key_id: str
+    request_count: int
+    first_used_at: datetime
+    last_used_at: datetime
+    recorded_at: datetime

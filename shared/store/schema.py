@@ -1,0 +1,167 @@
+"""The table schemas, written once for every backend.
+
+Types are BigQuery's standard SQL names; ``duckdb_type`` maps them for the
+embedded store. Timestamps are UTC. ``primary_key`` is enforced by DuckDB and
+declared (not enforced) in BigQuery; ``cluster_by`` and ``partition_by`` apply
+to BigQuery only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["TABLES", "Column", "Table", "duckdb_type"]
+
+_DUCKDB_TYPES = {
+    "STRING": "VARCHAR",
+    "BYTES": "BLOB",
+    "BOOL": "BOOLEAN",
+    "INT64": "BIGINT",
+    "TIMESTAMP": "TIMESTAMPTZ",
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    required: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    columns: tuple[Column, ...]
+    primary_key: str | None = None
+    cluster_by: tuple[str, ...] = ()
+    partition_by: str | None = None
+    unique: tuple[str, ...] = field(default=())
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(column.name for column in self.columns)
+
+
+def duckdb_type(bigquery_type: str) -> str:
+    return _DUCKDB_TYPES[bigquery_type]
+
+
+def _c(name: str, type_: str, description: str, *, required: bool = False) -> Column:
+    return Column(name, type_, required, description)
+
+
+TENANTS = Table(
+    "tenants",
+    (
+        _c("tenant_id", "STRING", "Tenant id, also the key prefix", required=True),
+        _c("name", "STRING", "Display name"),
+        _c("contact_email", "STRING", "Where expiry warnings go"),
+        _c("status", "STRING", "active or suspended", required=True),
+        _c("created_at", "TIMESTAMP", "Creation time", required=True),
+    ),
+    primary_key="tenant_id",
+)
+
+USERS = Table(
+    "users",
+    (
+        _c("user_id", "STRING", "User id", required=True),
+        _c("tenant_id", "STRING", "Owning tenant", required=True),
+        _c("email", "STRING", "Login email"),
+        _c("role", "STRING", "admin or member", required=True),
+        _c("created_at", "TIMESTAMP", "Creation time", required=True),
+    ),
+    primary_key="user_id",
+    cluster_by=("tenant_id",),
+)
+
+TENANT_API_KEYS = Table(
+    "tenant_api_keys",
+    (
+        _c("api_key_id", "STRING", "Key id", required=True),
+        _c("tenant_id", "STRING", "Owning tenant", required=True),
+        _c("user_id", "STRING", "User the key acts for"),
+        _c("api_key_hash", "STRING", "SHA-256 hex of the key", required=True),
+        _c("encrypted_api_key", "BYTES", "Envelope ciphertext", required=True),
+        _c("key_prefix", "STRING", "Non-secret display prefix", required=True),
+        _c("name", "STRING", "Caller's label for the key"),
+        _c("scopes", "STRING", "Space-separated scopes", required=True),
+        _c("is_active", "BOOL", "False once revoked", required=True),
+        _c("expires_at", "TIMESTAMP", "Expiry", required=True),
+        _c("created_at", "TIMESTAMP", "Creation time", required=True),
+        _c("created_by_user_id", "STRING", "Actor that issued the key"),
+        _c("revoked_at", "TIMESTAMP", "Revocation time"),
+        _c("revoked_by", "STRING", "Actor that revoked the key"),
+        _c("rotated_from_key_id", "STRING", "Key this one replaced"),
+    ),
+    primary_key="api_key_id",
+    cluster_by=("tenant_id",),
+    unique=("api_key_hash",),
+)
+
+TENANT_CREDENTIALS = Table(
+    "tenant_credentials",
+    (
+        _c("credential_id", "STRING", "Credential id", required=True),
+        _c("tenant_id", "STRING", "Owning tenant", required=True),
+        _c("provider", "STRING", "gcp, aws, azure or openai", required=True),
+        _c("encrypted_credentials", "BYTES", "Envelope ciphertext", required=True),
+        _c("kms_key_name", "STRING", "KMS key that wraps the data key", required=True),
+        _c("account_hint", "STRING", "Non-secret account or key id suffix"),
+        _c("fingerprint", "STRING", "Keyed digest that spots duplicates"),
+        _c("validation_status", "STRING", "valid, invalid or indeterminate"),
+        _c("validated_at", "TIMESTAMP", "Last live check"),
+        _c("expires_at", "TIMESTAMP", "Provider-reported expiry"),
+        _c("is_active", "BOOL", "False once revoked", required=True),
+        _c("created_at", "TIMESTAMP", "Creation time", required=True),
+        _c("created_by_user_id", "STRING", "Actor that stored it"),
+    ),
+    primary_key="credential_id",
+    cluster_by=("tenant_id",),
+)
+
+TENANT_USAGE = Table(
+    "tenant_usage",
+    (
+        _c("tenant_id", "STRING", "Tenant", required=True),
+        _c("api_key_id", "STRING", "Key used", required=True),
+        _c("request_count", "INT64", "Verifications in the batch", required=True),
+        _c("first_used_at", "TIMESTAMP", "First use in the batch", required=True),
+        _c("last_used_at", "TIMESTAMP", "Last use in the batch", required=True),
+        _c("recorded_at", "TIMESTAMP", "When the batch was written", required=True),
+    ),
+    cluster_by=("tenant_id",),
+    partition_by="recorded_at",
+)
+
+TENANT_AUDIT_LOGS = Table(
+    "tenant_audit_logs",
+    (
+        _c("event_id", "STRING", "UUID, unique per event", required=True),
+        _c("event_type", "STRING", "Dotted type, e.g. api_key.created", required=True),
+        _c("tenant_id", "STRING", "Tenant, when known"),
+        _c("user_id", "STRING", "User concerned"),
+        _c("actor_id", "STRING", "Who acted: key id, operator or function"),
+        _c("ip_address", "STRING", "Client IP"),
+        _c("user_agent", "STRING", "Client user agent"),
+        _c("occurred_at", "TIMESTAMP", "When it happened", required=True),
+        _c("created_at", "TIMESTAMP", "When the row was written", required=True),
+        _c("details", "STRING", "JSON object, never a secret"),
+    ),
+    primary_key="event_id",
+    cluster_by=("tenant_id",),
+    partition_by="created_at",
+)
+
+TABLES: dict[str, Table] = {
+    table.name: table
+    for table in (
+        TENANTS,
+        USERS,
+        TENANT_API_KEYS,
+        TENANT_CREDENTIALS,
+        TENANT_USAGE,
+        TENANT_AUDIT_LOGS,
+    )
+}
