@@ -10,11 +10,19 @@ folder stands in for Cloud KMS and an embedded DuckDB file for BigQuery.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["ConfigError", "Settings", "get_settings", "load_settings"]
@@ -47,6 +55,14 @@ class Settings(BaseSettings):
     store_backend: Literal["duckdb", "bigquery"] = "duckdb"
     data_dir: Path = Path(".data")
     bigquery_project_id: str | None = None
+    # An emulator's base URL, e.g. http://127.0.0.1:9050; set, it also selects
+    # anonymous credentials. Unset means the real BigQuery API.
+    bigquery_api_endpoint: str | None = None
+    # Create the dataset and tables when missing: for local use and tests.
+    # In production the infrastructure creates them and this stays false.
+    bigquery_create_tables: bool = False
+    # Location of new datasets and of query jobs; unset lets BigQuery choose.
+    bigquery_location: str | None = None
 
     pubsub_project_id: str = "local-project"
     pubsub_emulator_host: str | None = None
@@ -65,6 +81,27 @@ class Settings(BaseSettings):
     usage_flush_seconds: float = Field(default=30.0, gt=0, le=3600)
     data_key_cache_seconds: float = Field(default=300.0, gt=0, le=86400)
 
+    # Credential validation (validate-credentials). Endpoints are https URLs;
+    # plain http is accepted for loopback hosts only, for the local stand-ins.
+    aws_sts_endpoint: str = "https://sts.amazonaws.com"
+    aws_sts_region: str = "us-east-1"
+    azure_authority_host: str = "https://login.microsoftonline.com"
+    azure_authority_host_usgov: str = "https://login.microsoftonline.us"
+    azure_authority_host_china: str = "https://login.chinacloudapi.cn"
+    openai_api_base: str = "https://api.openai.com/v1"
+    # Comma-separated; a service account key's token_uri must be one of these.
+    gcp_token_uri_allowlist: Annotated[list[str], NoDecode] = [
+        "https://oauth2.googleapis.com/token"
+    ]
+    # Applies to the connect and to the read of each live check separately.
+    credentials_check_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
+    credentials_max_request_bytes: int = Field(default=16 * 1024, ge=4096, le=1 << 20)
+    # Days a deleted credential can be restored before its row is erased.
+    credentials_recovery_days: int = Field(default=7, ge=0, le=30)
+    # Base64 of at least 32 random bytes; keys the duplicate-spotting fingerprint.
+    # Required with KMS_BACKEND=gcp; locally a key file in DATA_DIR is created.
+    credentials_fingerprint_key: SecretStr | None = None
+
     cors_allowed_origins: Annotated[list[str], NoDecode] = []
     max_request_bytes: int = Field(default=64 * 1024, ge=1024, le=10 * 1024 * 1024)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -74,6 +111,43 @@ class Settings(BaseSettings):
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("gcp_token_uri_allowlist", mode="before")
+    @classmethod
+    def _split_token_uris(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [uri.strip() for uri in value.split(",") if uri.strip()]
+        return value
+
+    @field_validator(
+        "aws_sts_endpoint",
+        "azure_authority_host",
+        "azure_authority_host_usgov",
+        "azure_authority_host_china",
+        "openai_api_base",
+    )
+    @classmethod
+    def _check_endpoint(cls, value: str) -> str:
+        return _endpoint_url(value)
+
+    @field_validator("gcp_token_uri_allowlist")
+    @classmethod
+    def _check_token_uris(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("list at least one token endpoint URL")
+        return [_endpoint_url(uri) for uri in value]
+
+    @field_validator("bigquery_api_endpoint")
+    @classmethod
+    def _check_bigquery_endpoint(cls, value: str | None) -> str | None:
+        return None if value is None else _endpoint_url(value)
+
+    @field_validator("bigquery_location")
+    @classmethod
+    def _check_bigquery_location(cls, value: str | None) -> str | None:
+        if value is not None and not _RESOURCE_ID.match(value):
+            raise ValueError("expected a BigQuery location such as US or europe-west1")
         return value
 
     @field_validator("operator_token_sha256")
@@ -125,6 +199,27 @@ class Settings(BaseSettings):
     @property
     def credentials_kms_path(self) -> str:
         return self.kms_key_path(self.kms_credentials_key_name)
+
+
+def _endpoint_url(value: str) -> str:
+    """Return ``value`` without a trailing slash if it is a usable endpoint URL."""
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError("expected an https:// URL")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise ValueError("expected https://; http:// is allowed for loopback only")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError("expected a URL without query, fragment or user info")
+    return value.strip().rstrip("/")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def load_settings(**overrides: object) -> Settings:

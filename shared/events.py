@@ -31,6 +31,7 @@ __all__ = [
     "AuditSink",
     "DirectAuditSink",
     "PubSubAuditSink",
+    "is_valid_event_type",
     "new_event",
 ]
 
@@ -175,4 +176,4 @@ def _publisher_client() -> Any:
 
 
 def is_valid_event_type(event_type: str) -> bool:
-    return re.match(_EVENT_TYPE, event_type) is not None
+    return re.fullmatch(_EVENT_TYPE, event_type) is not None

@@ -106,6 +106,8 @@ def presented_credential(headers: Mapping[str, str] | Headers) -> str | None:
     Header names and the scheme are case-insensitive, surrounding whitespace is
     ignored and the key itself is returned exactly as sent.
     """
+    if not isinstance(headers, Headers):
+        headers = Headers(headers)
     authorization = headers.get("Authorization")
     if authorization is not None:
         match = _BEARER.fullmatch(authorization.strip())
@@ -128,6 +130,7 @@ Handler = Callable[..., flask.Response]
 @dataclass(frozen=True)
 class _Route:
     method: str
+    path: str
     pattern: re.Pattern[str]
     handler: Handler
 
@@ -139,9 +142,14 @@ class Router:
         self._routes: list[_Route] = []
         self._origins = set(allowed_origins)
 
+    @property
+    def routes(self) -> list[tuple[str, str]]:
+        """The (method, path template) pairs, in the order they were added."""
+        return [(route.method, route.path) for route in self._routes]
+
     def add(self, method: str, path: str, handler: Handler) -> None:
         regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[A-Za-z0-9_-]{1,128})", path)
-        self._routes.append(_Route(method, re.compile(regex), handler))
+        self._routes.append(_Route(method, path, re.compile(regex), handler))
 
     def dispatch(self, request: flask.Request) -> flask.Response:
         origin = request.headers.get("Origin")

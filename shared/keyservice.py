@@ -40,11 +40,15 @@ __all__ = [
     "NotFoundError",
     "Principal",
     "RequestInfo",
+    "UsageRecorder",
 ]
 
 _log = logging.getLogger(__name__)
 
-SCOPES = ("admin", "api")
+SCOPES = ("admin", "api", "credentials:read")
+# Scopes that only the operator may grant: a key with credentials:read returns
+# stored cloud credentials in plaintext, so a tenant admin cannot mint one.
+OPERATOR_SCOPES = ("credentials:read",)
 OPERATOR_ID = "operator"
 
 
@@ -119,8 +123,11 @@ class KeyService:
         self._audit = audit
         self._policy = policy or KeyPolicy()
         self._clock = clock
+        # The cache ages entries on the injected clock, as expiry checks do.
         self._cache: TTLCache[str, ApiKeyRecord | None] = TTLCache(
-            maxsize=100_000, ttl=max(self._policy.verify_cache_seconds, 1e-6)
+            maxsize=100_000,
+            ttl=max(self._policy.verify_cache_seconds, 1e-6),
+            timer=lambda: self._clock().timestamp(),
         )
         self._cache_lock = threading.Lock()
         self.usage = UsageRecorder(store, self._policy.usage_flush_seconds, clock)
@@ -180,7 +187,7 @@ class KeyService:
     ) -> IssuedKey:
         """Issue a key in the principal's tenant (an operator names the tenant)."""
         tenant = self._tenant_for(principal, tenant_id)
-        _check_scopes(scopes)
+        _check_scopes(scopes, principal)
         ttl = self._check_ttl(ttl)
         return self._issue(
             principal,
@@ -241,6 +248,7 @@ class KeyService:
         now = self._clock()
         if old is None or old.status(now) != "active":
             raise NotFoundError(api_key_id)
+        _check_scopes(old.scopes, principal)
         ttl = max(old.expires_at - old.created_at, timedelta(seconds=1))
         new_key, record = self._new_record(
             tenant,
@@ -511,10 +519,14 @@ def _require_operator(principal: Principal) -> None:
         raise PermissionError("only the operator may create tenants")
 
 
-def _check_scopes(scopes: tuple[str, ...]) -> None:
+def _check_scopes(scopes: tuple[str, ...], principal: Principal) -> None:
     unknown = sorted(set(scopes) - set(SCOPES))
     if not scopes or unknown:
         raise ValueError(f"scopes must be a non-empty list drawn from {list(SCOPES)}")
+    if not principal.is_operator and set(scopes) & set(OPERATOR_SCOPES):
+        raise PermissionError(
+            f"only the operator may issue or rotate keys with {list(OPERATOR_SCOPES)}"
+        )
 
 
 def _key_details(record: ApiKeyRecord) -> dict[str, object]:

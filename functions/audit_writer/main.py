@@ -54,6 +54,21 @@ def audit_writer(cloud_event: CloudEvent) -> None:
         )
 
 
+def _acknowledge_unreadable(error: Exception) -> tuple[str, int]:
+    """Acknowledge a delivery that functions-framework cannot read as a CloudEvent.
+
+    A Pub/Sub push of a message without data is one. The framework's own 400
+    would make Pub/Sub redeliver it forever, and its body echoes the request.
+    """
+    _log.error(
+        "dropping a delivery that is not a CloudEvent (%s)", type(error).__name__
+    )
+    return "", 204
+
+
+functions_framework.errorhandler(400)(_acknowledge_unreadable)
+
+
 def parse_event(data: Any) -> AuditEvent:
     """Extract the audit event from a CloudEvent's data; raise MalformedEvent."""
     message = data.get("message") if isinstance(data, dict) else None

@@ -105,7 +105,12 @@ def _list(request: flask.Request) -> flask.Response:
 def _rotate(request: flask.Request, api_key_id: str) -> flask.Response:
     principal = _authenticate(request, allow_operator=True)
     body = read_json(request, _settings().max_request_bytes)
-    grace_hours = _number(body, "grace_period_hours", default=24)
+    grace_hours = _number(
+        body,
+        "grace_period_hours",
+        default=24,
+        maximum=_settings().rotation_max_grace_hours,
+    )
     issued, old = _service().rotate_key(
         principal,
         api_key_id,
@@ -189,17 +194,26 @@ def _required_string(body: dict[str, Any], field: str) -> str:
     return value
 
 
-def _number(body: dict[str, Any], field: str, *, default: float) -> float:
+def _number(
+    body: dict[str, Any], field: str, *, default: float, maximum: float
+) -> float:
     value = body.get(field, default)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise HttpError(400, "invalid_field", f"{field} must be a number")
+    # Also rejects NaN and infinity (json.loads accepts them), which would
+    # otherwise fail in timedelta with an error that names no field.
+    if not 0 <= value <= maximum:
+        raise HttpError(
+            400, "invalid_field", f"{field} must be between 0 and {maximum:g}"
+        )
     return float(value)
 
 
 def _days(body: dict[str, Any], field: str) -> timedelta | None:
     if field not in body:
         return None
-    return timedelta(days=_number(body, field, default=0))
+    maximum = _settings().api_key_max_ttl_days
+    return timedelta(days=_number(body, field, default=0, maximum=maximum))
 
 
 def _scopes(body: dict[str, Any]) -> tuple[str, ...]:

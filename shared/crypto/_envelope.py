@@ -3,13 +3,14 @@
 Design
 ------
 Records are sealed with AES-256-GCM under a data key (DEK). The DEK is wrapped
-by the KMS key for the record's purpose (API keys or credentials), with the
-tenant id as KMS additional authenticated data, and the wrapped DEK travels in
-every ciphertext. One DEK per (KMS key, tenant) is reused for at most
-``data_key_seconds`` and ``_MAX_DEK_USES`` records, so issuing many keys costs
-one KMS call per tenant per interval rather than one per record. Decryption
-caches unwrapped DEKs for the same interval, keyed by the wrapped bytes. Each
-ciphertext is self-contained: a backup restored elsewhere needs only the KMS key.
+by the KMS key for the record's purpose (API keys or credentials), with
+``b"convergence.dek.v1" 0x1F tenant_id`` as KMS additional authenticated data,
+and the wrapped DEK travels in every ciphertext. One DEK per (KMS key, tenant)
+is reused for at most ``data_key_seconds`` and ``_MAX_DEK_USES`` records, so
+issuing many keys costs one KMS call per tenant per interval rather than one
+per record. Decryption caches unwrapped DEKs for the same interval, keyed by the
+wrapped bytes. Each ciphertext is self-contained: a backup restored elsewhere
+needs only the KMS key.
 
 Ciphertext format, version 1 (all integers big-endian)::
 
@@ -183,6 +184,8 @@ class EnvelopeCipher:
         """Open ``ciphertext``; it must be bound to ``expected`` when given."""
         if not isinstance(ciphertext, bytes | bytearray | memoryview):
             raise TypeError("ciphertext must be bytes")
+        if expected is not None and not isinstance(expected, RecordContext):
+            raise TypeError("expected must be a RecordContext or None")
         parsed = parse_ciphertext(bytes(ciphertext))
         if expected is not None and parsed.context != expected:
             raise DecryptionError()

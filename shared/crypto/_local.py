@@ -7,9 +7,10 @@ ciphertexts made before a rotation still decrypt. A wrapped secret reads::
 
     version (4 bytes, big-endian) | nonce (12 bytes) | AES-GCM ciphertext + tag
 
-Processes share the file: a version this process has not seen makes it reload
-the file once, and writes take an exclusive ``flock`` and replace the file
-atomically.
+Processes share the file. A process reloads it when it changed on disk, so a
+rotation made elsewhere applies to the next encryption here, and when a
+ciphertext names a version it has not seen. Writes take an exclusive ``flock``
+and replace the file atomically.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class LocalKeyring:
         self._path = Path(path)
         self._lock = threading.Lock()
         self._keys: dict[str, Any] = {}
+        self._stamp: tuple[int, int, int] | None = None
 
     @property
     def path(self) -> Path:
@@ -101,7 +103,7 @@ class LocalKeyring:
 
     def _primary(self, key_name: str) -> tuple[int, bytes]:
         with self._lock:
-            if key_name not in self._keys:
+            if key_name not in self._keys or self._stamp != _file_stamp(self._path):
                 self._reload()
             if key_name not in self._keys:
                 self._add_version(key_name, only_if_missing=True)
@@ -120,6 +122,8 @@ class LocalKeyring:
             return _material(entry, version)
 
     def _reload(self) -> None:
+        # Stamped before reading: a write in between makes the next check reload.
+        self._stamp = _file_stamp(self._path)
         try:
             self._keys = _read(self._path)
         except FileNotFoundError:
@@ -138,6 +142,7 @@ class LocalKeyring:
                 keys = {}
             yield keys
             _write(self._path, keys)
+            self._stamp = _file_stamp(self._path)
         finally:
             os.close(fd)
 
@@ -159,6 +164,14 @@ def _new_version() -> dict[str, str]:
 
 def _material(entry: dict[str, Any], version: int) -> bytes:
     return base64.b64decode(entry["versions"][str(version)]["material"])
+
+
+def _file_stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        return None
+    return status.st_ino, status.st_mtime_ns, status.st_size
 
 
 def _read(path: Path) -> dict[str, Any]:

@@ -9,11 +9,18 @@ envelope format of ``shared.crypto._envelope``.
 from __future__ import annotations
 
 import json
-from typing import Any
+import logging
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from shared import apikeys
-from shared.crypto._envelope import EnvelopeCipher, RecordContext
+from shared.crypto._envelope import EnvelopeCipher, RecordContext, parse_ciphertext
 from shared.crypto._kms import DecryptionError, KmsClient
+
+if TYPE_CHECKING:
+    from shared.credentials import ProviderEndpoints
+
+_log = logging.getLogger(__name__)
 
 API_KEY_KIND = "api_key"
 CREDENTIALS_KIND = "credentials"
@@ -81,12 +88,15 @@ class APIKeyManager:
         if tenant_id is not None:
             expected = RecordContext(tenant_id, API_KEY_KIND, api_key_id or "")
         plaintext = self._cipher.decrypt(encrypted_api_key, expected)
+        owner = tenant_id
+        if owner is None:
+            owner = parse_ciphertext(encrypted_api_key).context.tenant_id
         try:
             key = plaintext.decode("ascii")
             parsed = apikeys.parse_api_key(key)
         except (UnicodeDecodeError, ValueError):
             raise DecryptionError() from None
-        if tenant_id is not None and parsed.tenant_id != tenant_id:
+        if parsed.tenant_id != owner:
             raise DecryptionError()
         return key
 
@@ -153,6 +163,62 @@ class CredentialsManager:
         if not isinstance(credentials, dict):
             raise DecryptionError()
         return credentials
+
+    def validate_gcp_credentials(
+        self, credentials: dict[str, Any], *, endpoints: ProviderEndpoints | None = None
+    ) -> bool:
+        """Return whether Google accepts the service account key.
+
+        Runs the input checks and the live check of ``shared.credentials.gcp``
+        against ``endpoints`` (default: from the settings).
+        """
+        return _validate("gcp", credentials, endpoints)
+
+    def validate_aws_credentials(
+        self, credentials: dict[str, Any], *, endpoints: ProviderEndpoints | None = None
+    ) -> bool:
+        """Return whether AWS STS accepts the access key; see the GCP variant."""
+        return _validate("aws", credentials, endpoints)
+
+
+def _validate(
+    provider: str, credentials: object, endpoints: ProviderEndpoints | None
+) -> bool:
+    """Return True only for a credential the provider accepted.
+
+    False covers malformed input, a rejection and a check that proved nothing
+    (timeout, 5xx) alike, because a bool cannot tell them apart. Callers that
+    must, use ``shared.credentials.validation`` directly.
+    """
+    from shared.credentials import (
+        CredentialInputError,
+        ProviderEndpoints,
+        Status,
+        validation,
+    )
+
+    if endpoints is None:
+        from shared.config import get_settings
+
+        endpoints = ProviderEndpoints.from_settings(get_settings())
+    now = datetime.now(UTC)
+    try:
+        credential = validation.normalise(
+            provider, credentials, endpoints=endpoints, now=now
+        )
+    except CredentialInputError as exc:
+        _log.warning(
+            "%s credentials are malformed",
+            provider,
+            extra={"labels": {"field": exc.field}},
+        )
+        return False
+    result = validation.check(credential, endpoints, now=now)
+    if result.status is not Status.VALID:
+        _log.warning(
+            "%s credentials are %s (%s)", provider, result.status.value, result.reason
+        )
+    return result.status is Status.VALID
 
 
 def _credentials_kind(provider: str) -> str:

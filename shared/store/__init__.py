@@ -7,6 +7,8 @@ verification; callers compare the row's tenant with the key's own prefix.
 
 Writes are append-mostly: rows are inserted once, and only revocation and
 rotation change a key row. Usage is appended in batches, never updated.
+Credential rows change on deletion and restore, and are erased (removed)
+only once their recovery window has passed.
 """
 
 from __future__ import annotations
@@ -15,7 +17,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
-from shared.store.models import ApiKeyRecord, Tenant, UsageBatch, User
+from shared.store.models import (
+    ApiKeyRecord,
+    CredentialRecord,
+    Tenant,
+    UsageBatch,
+    User,
+)
 
 if TYPE_CHECKING:
     from shared.config import Settings
@@ -24,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AlreadyExistsError",
     "ApiKeyRecord",
+    "CredentialRecord",
     "Store",
     "StoreError",
     "Tenant",
@@ -77,6 +86,46 @@ class Store(Protocol):
         False, with nothing written, if the tenant has no such active key.
         """
 
+    def insert_credential(self, record: CredentialRecord) -> None:
+        """Insert a ``tenant_credentials`` row; AlreadyExistsError if the id exists."""
+
+    def get_credential(
+        self, tenant_id: str, credential_id: str
+    ) -> CredentialRecord | None:
+        """Return the tenant's row with this id, deleted or not; None if absent."""
+
+    def list_credentials(self, tenant_id: str) -> list[CredentialRecord]:
+        """Return the tenant's rows, deleted ones included, oldest first."""
+
+    def delete_credential(
+        self,
+        tenant_id: str,
+        credential_id: str,
+        deleted_at: datetime,
+        deleted_by: str,
+        erase_after: datetime,
+    ) -> bool:
+        """Set is_active false and the three deletion columns on an active row.
+
+        False, with nothing written, if the tenant has no such active row.
+        """
+
+    def restore_credential(
+        self, tenant_id: str, credential_id: str, now: datetime
+    ) -> bool:
+        """Make a deleted row active again while ``now`` is before its erase_after.
+
+        Sets is_active true and deleted_at, deleted_by and erase_after to NULL.
+        False, with nothing written, if there is no such deleted row or its
+        recovery window has passed.
+        """
+
+    def erase_credentials(self, tenant_id: str, now: datetime) -> list[str]:
+        """Remove the tenant's deleted rows whose erase_after is at or before ``now``.
+
+        Returns the credential ids of the removed rows.
+        """
+
     def append_usage(self, batches: Sequence[UsageBatch]) -> None: ...
 
     def insert_audit_events(self, events: Sequence[AuditEvent]) -> int:
@@ -93,9 +142,15 @@ class Store(Protocol):
 
 
 def build_store(settings: Settings) -> Store:
-    """Return the store backend the settings select."""
+    """Return the store backend the settings select.
+
+    Each backend module is imported here, on first use, so a process on DuckDB
+    never loads the BigQuery client library.
+    """
     if settings.store_backend == "bigquery":
-        raise NotImplementedError("STORE_BACKEND=bigquery is not available yet")
+        from shared.store._bigquery import BigQueryStore
+
+        return BigQueryStore.from_settings(settings)
     from shared.store._duckdb import DuckDBStore
 
     return DuckDBStore(settings.data_dir / f"{settings.tenants_dataset_id}.duckdb")

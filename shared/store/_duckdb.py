@@ -24,7 +24,13 @@ import duckdb
 
 from shared.events import AuditEvent
 from shared.store import AlreadyExistsError, StoreError, TransientStoreError
-from shared.store.models import ApiKeyRecord, Tenant, UsageBatch, User
+from shared.store.models import (
+    ApiKeyRecord,
+    CredentialRecord,
+    Tenant,
+    UsageBatch,
+    User,
+)
 from shared.store.schema import TABLES, Table, duckdb_type
 
 _log = logging.getLogger(__name__)
@@ -33,6 +39,12 @@ _KEY_COLUMNS = (
     "api_key_id, tenant_id, user_id, api_key_hash, encrypted_api_key, key_prefix, "
     "name, scopes, is_active, expires_at, created_at, created_by_user_id, "
     "revoked_at, revoked_by, rotated_from_key_id"
+)
+_CREDENTIAL_COLUMNS = (
+    "credential_id, tenant_id, provider, name, encrypted_credentials, kms_key_name, "
+    "account_hint, fingerprint, validation_status, validated_at, expires_at, "
+    "details, is_active, created_at, created_by_user_id, deleted_at, deleted_by, "
+    "erase_after"
 )
 _AUDIT_COLUMNS = (
     "event_id, event_type, tenant_id, user_id, actor_id, ip_address, user_agent, "
@@ -68,6 +80,11 @@ class DuckDBStore:
         self._lock_timeout = lock_timeout_seconds
         self._schema_ready = False
         self._thread_lock = threading.Lock()
+        # Threads of one process take turns, as processes do through the file
+        # lock: concurrent DuckDB transactions inserting one key conflict. Every
+        # store on the same file shares the lock, because two threads at a cold
+        # start can each build a store.
+        self._transaction_lock = _file_lock(self._path)
 
     @property
     def path(self) -> Path:
@@ -92,16 +109,20 @@ class DuckDBStore:
                     tenant.created_at,
                 ],
             )
-            con.execute(
-                "INSERT INTO users VALUES (?, ?, ?, ?, ?)",
-                [
-                    admin.user_id,
-                    admin.tenant_id,
-                    admin.email,
-                    admin.role,
-                    admin.created_at,
-                ],
-            )
+            try:
+                con.execute(
+                    "INSERT INTO users VALUES (?, ?, ?, ?, ?)",
+                    [
+                        admin.user_id,
+                        admin.tenant_id,
+                        admin.email,
+                        admin.role,
+                        admin.created_at,
+                    ],
+                )
+            except duckdb.ConstraintException:
+                message = f"user {admin.user_id} already exists"
+                raise AlreadyExistsError(message) from None
 
     def get_tenant(self, tenant_id: str) -> Tenant | None:
         with self._transaction() as con:
@@ -168,6 +189,79 @@ class DuckDBStore:
             self._insert_key(con, new_key)
         return True
 
+    # Cloud credentials
+
+    def insert_credential(self, record: CredentialRecord) -> None:
+        with self._transaction() as con:
+            try:
+                con.execute(
+                    f"INSERT INTO tenant_credentials ({_CREDENTIAL_COLUMNS}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    _credential_row(record),
+                )
+            except duckdb.ConstraintException:
+                raise AlreadyExistsError("credential id already exists") from None
+
+    def get_credential(
+        self, tenant_id: str, credential_id: str
+    ) -> CredentialRecord | None:
+        with self._transaction() as con:
+            row = con.execute(
+                f"SELECT {_CREDENTIAL_COLUMNS} FROM tenant_credentials "
+                "WHERE tenant_id = ? AND credential_id = ?",
+                [tenant_id, credential_id],
+            ).fetchone()
+        return _credential_from_row(row) if row else None
+
+    def list_credentials(self, tenant_id: str) -> list[CredentialRecord]:
+        with self._transaction() as con:
+            rows = con.execute(
+                f"SELECT {_CREDENTIAL_COLUMNS} FROM tenant_credentials "
+                "WHERE tenant_id = ? ORDER BY created_at, credential_id",
+                [tenant_id],
+            ).fetchall()
+        return [_credential_from_row(row) for row in rows]
+
+    def delete_credential(
+        self,
+        tenant_id: str,
+        credential_id: str,
+        deleted_at: datetime,
+        deleted_by: str,
+        erase_after: datetime,
+    ) -> bool:
+        with self._transaction() as con:
+            updated = con.execute(
+                "UPDATE tenant_credentials SET is_active = false, deleted_at = ?, "
+                "deleted_by = ?, erase_after = ? "
+                "WHERE tenant_id = ? AND credential_id = ? AND is_active "
+                "RETURNING credential_id",
+                [deleted_at, deleted_by, erase_after, tenant_id, credential_id],
+            ).fetchall()
+        return bool(updated)
+
+    def restore_credential(
+        self, tenant_id: str, credential_id: str, now: datetime
+    ) -> bool:
+        with self._transaction() as con:
+            updated = con.execute(
+                "UPDATE tenant_credentials SET is_active = true, deleted_at = NULL, "
+                "deleted_by = NULL, erase_after = NULL "
+                "WHERE tenant_id = ? AND credential_id = ? AND NOT is_active "
+                "AND erase_after > ? RETURNING credential_id",
+                [tenant_id, credential_id, now],
+            ).fetchall()
+        return bool(updated)
+
+    def erase_credentials(self, tenant_id: str, now: datetime) -> list[str]:
+        with self._transaction() as con:
+            erased = con.execute(
+                "DELETE FROM tenant_credentials WHERE tenant_id = ? AND NOT is_active "
+                "AND erase_after <= ? RETURNING credential_id",
+                [tenant_id, now],
+            ).fetchall()
+        return sorted(row[0] for row in erased)
+
     # Usage and audit
 
     def append_usage(self, batches: Sequence[UsageBatch]) -> None:
@@ -227,16 +321,17 @@ class DuckDBStore:
 
     @contextmanager
     def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        con = self._connect()
-        try:
-            con.execute("BEGIN TRANSACTION")
-            yield con
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        finally:
-            con.close()
+        with self._transaction_lock:
+            con = self._connect()
+            try:
+                con.execute("BEGIN TRANSACTION")
+                yield con
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            finally:
+                con.close()
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         deadline = time.monotonic() + self._lock_timeout
@@ -254,8 +349,13 @@ class DuckDBStore:
                     ) from None
                 time.sleep(delay * (1 + random.random()))  # noqa: S311 - jitter
                 delay = min(delay * 2, 0.25)
-        con.execute("SET TimeZone = 'UTC'")
-        self._ensure_schema(con)
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            self._ensure_schema(con)
+        except BaseException:
+            # An open connection keeps the file locked for every other process.
+            con.close()
+            raise
         return con
 
     def _ensure_schema(self, con: duckdb.DuckDBPyConnection) -> None:
@@ -284,6 +384,16 @@ class DuckDBStore:
                 parameters,
             ).fetchone()
         return _key_from_row(row) if row else None
+
+
+_FILE_LOCKS: dict[Path, threading.Lock] = {}
+_FILE_LOCKS_GUARD = threading.Lock()
+
+
+def _file_lock(path: Path) -> threading.Lock:
+    """Return the lock that every store on ``path`` in this process shares."""
+    with _FILE_LOCKS_GUARD:
+        return _FILE_LOCKS.setdefault(path.resolve(), threading.Lock())
 
 
 def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
@@ -316,6 +426,36 @@ def _key_from_row(row: Sequence[Any]) -> ApiKeyRecord:
     values[4] = bytes(values[4])
     values[7] = tuple(values[7].split())
     return ApiKeyRecord(*values)
+
+
+def _credential_row(record: CredentialRecord) -> list[Any]:
+    return [
+        record.credential_id,
+        record.tenant_id,
+        record.provider,
+        record.name,
+        record.encrypted_credentials,
+        record.kms_key_name,
+        record.account_hint,
+        record.fingerprint,
+        record.validation_status,
+        record.validated_at,
+        record.expires_at,
+        json.dumps(record.details, sort_keys=True),
+        record.is_active,
+        record.created_at,
+        record.created_by_user_id,
+        record.deleted_at,
+        record.deleted_by,
+        record.erase_after,
+    ]
+
+
+def _credential_from_row(row: Sequence[Any]) -> CredentialRecord:
+    values = list(row)
+    values[4] = bytes(values[4])
+    values[11] = json.loads(values[11]) if values[11] else {}
+    return CredentialRecord(*values)
 
 
 def _audit_row(event: AuditEvent, created_at: datetime) -> list[Any]:

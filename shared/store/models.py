@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 
@@ -49,6 +49,42 @@ class ApiKeyRecord:
         if not self.is_active:
             return "revoked"
         if self.expires_at <= now:
+            return "expired"
+        return "active"
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialRecord:
+    """A ``tenant_credentials`` row; only ``encrypted_credentials`` holds a secret.
+
+    ``details`` maps names to non-secret provider facts (account id, ARN,
+    client email). A deleted row keeps its ciphertext until ``erase_after``.
+    """
+
+    credential_id: str
+    tenant_id: str
+    provider: str
+    name: str | None
+    encrypted_credentials: bytes = field(repr=False)
+    kms_key_name: str
+    account_hint: str | None
+    fingerprint: str | None
+    validation_status: str
+    validated_at: datetime | None
+    expires_at: datetime | None
+    details: dict[str, str]
+    is_active: bool
+    created_at: datetime
+    created_by_user_id: str | None
+    deleted_at: datetime | None = None
+    deleted_by: str | None = None
+    erase_after: datetime | None = None
+
+    def status(self, now: datetime) -> str:
+        """Return active, expired or deleted (restorable until ``erase_after``)."""
+        if not self.is_active:
+            return "deleted"
+        if self.expires_at is not None and self.expires_at <= now:
             return "expired"
         return "active"
 

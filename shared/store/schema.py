@@ -1,16 +1,36 @@
 """The table schemas, written once for every backend.
 
 Types are BigQuery's standard SQL names; ``duckdb_type`` maps them for the
-embedded store. Timestamps are UTC. ``primary_key`` is enforced by DuckDB and
-declared (not enforced) in BigQuery; ``cluster_by`` and ``partition_by`` apply
-to BigQuery only.
+embedded store. Timestamps are UTC. DuckDB enforces ``primary_key`` and
+``unique``. BigQuery enforces neither, so its store checks them in each INSERT
+and reads audit rows deduplicated by ``event_id``. The keys are not declared to
+BigQuery either: its optimizer may trust a declared key, and a duplicate let in
+by a race would then change query results. ``cluster_by`` and
+``partition_by`` (a TIMESTAMP column, daily partitions) apply to BigQuery only.
+
+``bigquery_schema`` and ``bigquery_table_options`` give a table in the JSON
+form of BigQuery's REST API, which the client library and Terraform's
+``google_bigquery_table`` both accept.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-__all__ = ["TABLES", "Column", "Table", "duckdb_type"]
+__all__ = [
+    "TABLES",
+    "Column",
+    "Table",
+    "bigquery_schema",
+    "bigquery_table_options",
+    "duckdb_type",
+    "export_bigquery_schemas",
+]
 
 _DUCKDB_TYPES = {
     "STRING": "VARCHAR",
@@ -45,6 +65,29 @@ class Table:
 
 def duckdb_type(bigquery_type: str) -> str:
     return _DUCKDB_TYPES[bigquery_type]
+
+
+def bigquery_schema(table: Table) -> list[dict[str, str]]:
+    """Return the columns as BigQuery ``TableFieldSchema`` objects (REST JSON)."""
+    return [
+        {
+            "name": column.name,
+            "type": column.type,
+            "mode": "REQUIRED" if column.required else "NULLABLE",
+            "description": column.description,
+        }
+        for column in table.columns
+    ]
+
+
+def bigquery_table_options(table: Table) -> dict[str, Any]:
+    """Return the ``timePartitioning`` and ``clustering`` of a BigQuery table."""
+    options: dict[str, Any] = {}
+    if table.partition_by is not None:
+        options["timePartitioning"] = {"type": "DAY", "field": table.partition_by}
+    if table.cluster_by:
+        options["clustering"] = {"fields": list(table.cluster_by)}
+    return options
 
 
 def _c(name: str, type_: str, description: str, *, required: bool = False) -> Column:
@@ -106,6 +149,7 @@ TENANT_CREDENTIALS = Table(
         _c("credential_id", "STRING", "Credential id", required=True),
         _c("tenant_id", "STRING", "Owning tenant", required=True),
         _c("provider", "STRING", "gcp, aws, azure or openai", required=True),
+        _c("name", "STRING", "Caller's label for the credential"),
         _c("encrypted_credentials", "BYTES", "Envelope ciphertext", required=True),
         _c("kms_key_name", "STRING", "KMS key that wraps the data key", required=True),
         _c("account_hint", "STRING", "Non-secret account or key id suffix"),
@@ -113,9 +157,13 @@ TENANT_CREDENTIALS = Table(
         _c("validation_status", "STRING", "valid, invalid or indeterminate"),
         _c("validated_at", "TIMESTAMP", "Last live check"),
         _c("expires_at", "TIMESTAMP", "Provider-reported expiry"),
-        _c("is_active", "BOOL", "False once revoked", required=True),
+        _c("details", "STRING", "JSON object of non-secret provider facts"),
+        _c("is_active", "BOOL", "False once deleted", required=True),
         _c("created_at", "TIMESTAMP", "Creation time", required=True),
         _c("created_by_user_id", "STRING", "Actor that stored it"),
+        _c("deleted_at", "TIMESTAMP", "When deletion was requested"),
+        _c("deleted_by", "STRING", "Actor that deleted it"),
+        _c("erase_after", "TIMESTAMP", "When the deleted row may be erased"),
     ),
     primary_key="credential_id",
     cluster_by=("tenant_id",),
@@ -165,3 +213,52 @@ TABLES: dict[str, Table] = {
         TENANT_AUDIT_LOGS,
     )
 }
+
+
+# Terraform's copy of the schemas: infra/terraform/schemas, written by
+# ``python -m shared.store.schema --export infra/terraform/schemas``.
+TABLE_OPTIONS_FILE = "tables.json"
+
+
+def export_bigquery_schemas(directory: Path) -> list[Path]:
+    """Write ``<table>.json`` (the columns) per table and ``tables.json``.
+
+    ``tables.json`` maps each table name to its ``bigquery_table_options``.
+    Returns the paths written; the output depends only on ``TABLES``.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for table in TABLES.values():
+        written.append(
+            _write_json(directory / f"{table.name}.json", bigquery_schema(table))
+        )
+    options = {name: bigquery_table_options(table) for name, table in TABLES.items()}
+    written.append(_write_json(directory / TABLE_OPTIONS_FILE, options))
+    return written
+
+
+def _write_json(path: Path, value: object) -> Path:
+    path.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m shared.store.schema",
+        description="Write the BigQuery table schemas as JSON files.",
+    )
+    parser.add_argument(
+        "--export",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="folder to write <table>.json and tables.json into",
+    )
+    args = parser.parse_args(argv)
+    for path in export_bigquery_schemas(args.export):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())
