@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check format clean
+.PHONY: run test check format clean package
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,10 +13,20 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/pip install --quiet --no-deps --editable .
 	touch $(STAMP)
 
+# checkov pins many packages of its own, so it gets its own environment.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+
+$(CHECKOV_STAMP): tests/infra/checkov-requirements.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip==25.3
+	$(CHECKOV_VENV)/bin/pip install --quiet --requirement tests/infra/checkov-requirements.txt
+	touch $(CHECKOV_STAMP)
+
 run: $(STAMP)
 	$(BIN)/python infra/local_stack.py
 
-test: $(STAMP)
+test: $(STAMP) $(CHECKOV_STAMP)
 	$(BIN)/python -m pytest
 
 check: $(STAMP)
@@ -27,6 +37,10 @@ check: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format shared functions infra tests
 	$(BIN)/ruff check --fix shared functions infra tests
+
+# Source bundles for Terraform: build/functions/<name>.zip.
+package: $(STAMP)
+	$(BIN)/python infra/package.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -101,7 +101,10 @@ def build_bundles(
     names = [function.name for function in topology.functions]
     unknown = sorted(set(only) - set(names))
     if unknown:
-        raise PackageError(f"not in {topology_path.name}: {', '.join(unknown)}")
+        raise PackageError(
+            f"unknown functions {', '.join(unknown)}: expected names from "
+            f"{topology_path.name}: {', '.join(names)}"
+        )
     lock = read_lock(lock_path)
     output.mkdir(parents=True, exist_ok=True)
     bundles = []
@@ -123,8 +126,13 @@ def build_bundles(
 
 def third_party_modules(main_file: Path) -> set[str]:
     """Return the non-stdlib, non-shared modules that ``main_file`` reaches."""
+    return imported_modules(main_file)[1]
+
+
+def imported_modules(main_file: Path) -> tuple[set[str], set[str]]:
+    """Return the shared modules and the third-party modules ``main_file`` reaches."""
     if not main_file.is_file():
-        raise PackageError(f"{main_file} does not exist")
+        raise PackageError(f"{main_file} not found: a function needs its main.py")
     pending: list[tuple[str, Path]] = [("main", main_file)]
     seen: set[str] = set()
     external: set[str] = set()
@@ -140,7 +148,7 @@ def third_party_modules(main_file: Path) -> set[str]:
                 pending.extend(_shared_files(imported))
             elif imported.split(".")[0] not in sys.stdlib_module_names:
                 external.add(imported)
-    return external
+    return seen - {"main"}, external
 
 
 def _skipped(module: str, imported: str) -> bool:

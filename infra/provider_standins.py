@@ -7,7 +7,7 @@ live checks use, so the checks run unchanged against them:
   assertion's RS256 signature against the public key of a service account key
   it created, and its ``aud``, ``iat`` and ``exp``.
 * AWS: moto's server (``moto[server]``) with IAM authentication enforced, so
-  STS ``GetCallerIdentity`` answers ``InvalidClientTokenId`` for an unknown key
+  STS ``GetCallerIdentity`` returns ``InvalidClientTokenId`` for an unknown key
   and accepts keys created through its IAM.
 * Azure: ``POST /{tenant}/oauth2/v2.0/token``, the client credentials grant,
   answering with Microsoft Entra's AADSTS error bodies.
@@ -53,7 +53,7 @@ _CLOCK_SKEW_SECONDS = 300
 
 @dataclass(frozen=True)
 class Reply:
-    """A stand-in's answer: the status, a JSON body or text, and its media type."""
+    """A stand-in's response: the status, a JSON body or text, and its media type."""
 
     status: int
     body: dict[str, Any] | str
@@ -610,7 +610,7 @@ class ProviderStandins:
 
     def write_requests(self, folder: Path) -> dict[str, Path]:
         """Write one working request body per provider as ``<provider>.json``."""
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         credentials = {
             "gcp": self.google.create_key(),
             "aws": self.aws.create_access_key(),

@@ -29,6 +29,7 @@ __all__ = ["ConfigError", "Settings", "get_settings", "load_settings"]
 
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 _RESOURCE_ID = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
 
 
 class ConfigError(Exception):
@@ -102,6 +103,24 @@ class Settings(BaseSettings):
     # Required with KMS_BACKEND=gcp; locally a key file in DATA_DIR is created.
     credentials_fingerprint_key: SecretStr | None = None
 
+    # Backups (backup_exporter and ``convergence backup``). The bucket keeps
+    # one run per day; runs older than BACKUP_RETENTION_DAYS are deleted.
+    backup_bucket: str = "convergence-backup"
+    backup_retention_days: int = Field(default=30, ge=1, le=3650)
+    backup_include_audit_logs: bool = False
+    # A table's export is split into files of at most this many bytes.
+    # BigQuery's extract splits at 1 GB on its own.
+    backup_shard_max_bytes: int = Field(default=256 << 20, ge=1024, le=1 << 30)
+    # How long a started run keeps its claim on the day's slot. A redelivery
+    # within this time leaves the run to the attempt that holds the claim.
+    backup_claim_seconds: int = Field(default=900, ge=60, le=86400)
+    # Base URL of a Cloud Storage emulator, e.g. http://127.0.0.1:9023; set,
+    # the client sends no credentials. STORAGE_EMULATOR_HOST is read too.
+    storage_api_endpoint: str | None = None
+    storage_emulator_host: str | None = None
+    # Project of the storage client; unset means the client's default.
+    storage_project_id: str | None = None
+
     cors_allowed_origins: Annotated[list[str], NoDecode] = []
     max_request_bytes: int = Field(default=64 * 1024, ge=1024, le=10 * 1024 * 1024)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -142,6 +161,30 @@ class Settings(BaseSettings):
     @classmethod
     def _check_bigquery_endpoint(cls, value: str | None) -> str | None:
         return None if value is None else _endpoint_url(value)
+
+    @field_validator("storage_api_endpoint")
+    @classmethod
+    def _check_storage_endpoint(cls, value: str | None) -> str | None:
+        return None if value is None else _endpoint_url(value)
+
+    @field_validator("storage_emulator_host")
+    @classmethod
+    def _check_storage_emulator_host(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if "://" not in value:
+            value = f"http://{value}"
+        return _endpoint_url(value)
+
+    @field_validator("backup_bucket")
+    @classmethod
+    def _check_backup_bucket(cls, value: str) -> str:
+        if not _BUCKET_NAME.match(value):
+            raise ValueError(
+                "expected a Cloud Storage bucket name: 3 to 63 lower-case letters, "
+                "digits, '-', '_' or '.', starting and ending with a letter or digit"
+            )
+        return value
 
     @field_validator("bigquery_location")
     @classmethod
@@ -199,6 +242,11 @@ class Settings(BaseSettings):
     @property
     def credentials_kms_path(self) -> str:
         return self.kms_key_path(self.kms_credentials_key_name)
+
+    @property
+    def storage_endpoint(self) -> str | None:
+        """The Cloud Storage emulator's URL, or None for Google's API."""
+        return self.storage_api_endpoint or self.storage_emulator_host
 
 
 def _endpoint_url(value: str) -> str:

@@ -87,7 +87,7 @@ def read_json(request: flask.Request, max_bytes: int) -> dict[str, Any]:
         )
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise HttpError(400, "invalid_json", "the body is not valid JSON") from None
     if not isinstance(body, dict):
         raise HttpError(400, "invalid_json", "the body must be a JSON object")

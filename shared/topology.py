@@ -96,7 +96,7 @@ class RetryPolicy(_Entry):
 
 
 class DeadLetterPolicy(_Entry):
-    """Where a message goes after ``max_delivery_attempts`` failed deliveries."""
+    """Dead-letter topic for messages after ``max_delivery_attempts`` deliveries."""
 
     topic: PubSubId
     max_delivery_attempts: int = Field(ge=5, le=100)
@@ -119,7 +119,7 @@ class Function(_Entry):
     signature_type: Literal["http", "cloudevent"]
     port: Port
     trigger_topic: PubSubId | None = None
-    # GET path that answers 200 once the function is up.
+    # GET path that returns 200 once the function is up.
     health_path: str | None = Field(default=None, pattern=r"^/")
     # Settings of this function only, as environment variables.
     environment: dict[str, str] = Field(default_factory=dict)

@@ -96,7 +96,12 @@ def _store(request: flask.Request) -> flask.Response:
     )
     _log.info(
         "credential stored",
-        extra={"labels": {"tenant_id": record.tenant_id, "id": record.credential_id}},
+        extra={
+            "labels": {
+                "tenant_id": record.tenant_id,
+                "credential_id": record.credential_id,
+            }
+        },
     )
     return json_response(
         {"credential": _public(record), "validation": _validation(outcome)}, 201
@@ -187,8 +192,8 @@ def _submission(request: flask.Request) -> tuple[Submission, bool]:
 def _read_body(request: flask.Request, max_bytes: int) -> dict[str, Any]:
     """Return the JSON object body, dropping a leading UTF-8 byte-order mark.
 
-    A body over ``max_bytes`` is rejected before it is parsed; a credential
-    is a few KB, so the limit is far below the general request limit.
+    A body over ``max_bytes`` is rejected before it is parsed. A credential is
+    a few KB, so this limit is far below the general request limit.
     """
     too_large = HttpError(
         413,
@@ -211,7 +216,7 @@ def _read_body(request: flask.Request, max_bytes: int) -> dict[str, Any]:
         )
     try:
         body = json.loads(raw.removeprefix(_BOM))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise HttpError(400, "invalid_json", "the body is not valid JSON") from None
     if not isinstance(body, dict):
         raise HttpError(400, "invalid_json", "the body must be a JSON object")

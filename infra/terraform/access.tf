@@ -10,7 +10,8 @@
 #   tables          table => viewer (roles/bigquery.dataViewer) or editor
 #                   (roles/bigquery.dataEditor: read, insert, update, delete)
 #   publish_topics  topics the function publishes to
-#   buckets         bucket alias (backup) => object_creator or object_viewer
+#   buckets         bucket alias (backup) => object_creator, object_user or
+#                   object_viewer
 #   secrets         environment variable => Secret Manager secret id
 #
 # A function in infra/topology.yaml without an entry here stops the plan.
@@ -68,13 +69,12 @@ locals {
         users              = "viewer"
         tenant_api_keys    = "viewer"
         tenant_credentials = "viewer"
-        tenant_usage       = "viewer"
-        tenant_audit_logs  = "viewer"
+        tenant_audit_logs  = "viewer" # exported when BACKUP_INCLUDE_AUDIT_LOGS is true
       }
       publish_topics = []
-      # Object creator cannot delete or overwrite, and the retention policy
-      # forbids it anyway.
-      buckets = { backup = "object_creator" }
+      # Object user: create, read, replace and delete objects (claims are
+      # replaced, expired runs pruned), but no IAM or bucket settings.
+      buckets = { backup = "object_user" }
       secrets = {}
     }
 
@@ -113,6 +113,7 @@ locals {
   }
   bucket_roles = {
     object_creator = "roles/storage.objectCreator"
+    object_user    = "roles/storage.objectUser"
     object_viewer  = "roles/storage.objectViewer"
   }
 

@@ -53,9 +53,9 @@ locals {
     validate_credentials = {
       CORS_ALLOWED_ORIGINS = join(",", var.cors_allowed_origins)
     }
-    # TODO: confirm the variable name once backup_exporter reads its bucket.
     backup_exporter = {
-      BACKUP_BUCKET = local.backup_bucket_name
+      BACKUP_BUCKET         = local.backup_bucket_name
+      BACKUP_RETENTION_DAYS = tostring(var.backup_retention_days)
     }
   }
 
@@ -190,7 +190,6 @@ module "backup_bucket" {
   name           = local.backup_bucket_name
   location       = var.storage_location
   retention_days = var.backup_retention_days
-  lock_retention = var.lock_backup_retention
   iam_members    = local.backup_bucket_bindings
 
   depends_on = [google_project_service.this]

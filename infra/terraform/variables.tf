@@ -136,14 +136,8 @@ variable "backup_bucket_name" {
 
 variable "backup_retention_days" {
   type        = number
-  description = "Days a backup is kept: it cannot be deleted sooner and is deleted at this age."
+  description = "Days a backup is kept (BACKUP_RETENTION_DAYS of backup_exporter, and the bucket's lifecycle rule)."
   default     = 30
-}
-
-variable "lock_backup_retention" {
-  type        = bool
-  description = "Lock the backup retention policy (irreversible)."
-  default     = false
 }
 
 # Functions

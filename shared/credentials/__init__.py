@@ -1,7 +1,7 @@
 """Tenant cloud credentials: input checks, live checks with each provider, storage.
 
 ``validation.normalise`` checks a submitted credential and returns its
-canonical form; ``validation.check`` asks the provider whether it works.
+canonical form, and ``validation.check`` calls the provider to test it.
 ``CredentialService`` stores credentials encrypted and reads them back for the
 platform's pipelines. One module per provider (``gcp``, ``aws``, ``azure``,
 ``openai``) documents what it accepts, normalises and rejects.

@@ -63,8 +63,8 @@ def load_fingerprint_key(settings: Settings) -> bytes:
 
 
 def _create_key_file(path: Path) -> None:
-    # Written to a private temporary file, then linked into place: link fails
-    # if another process won the race, and nobody reads a half-written file.
+    # Written to a private temporary file, then linked into place, so a reader
+    # never sees a half-written file. The link fails if another process won.
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -1,10 +1,11 @@
 """Live checks: their three outcomes, the endpoints, and the HTTPS call they share.
 
-A live check asks the provider to authenticate the credential once. Its result
-is ``valid`` (the provider accepted it), ``invalid`` (the provider rejected it)
-or ``indeterminate`` (an answer that proves neither: a timeout, a refused
-connection, HTTP 429 or 5xx, a redirect, or a body that is not the provider's
-JSON, such as an HTML 403 page from a proxy).
+A live check sends the provider one request that authenticates with the
+credential. Its result is ``valid`` (the provider accepted it), ``invalid`` (the
+provider rejected it) or ``indeterminate``. Indeterminate means a response that
+proves neither: a timeout, a refused connection, HTTP 429 or 5xx, a redirect,
+or a body that is not the provider's JSON, such as an HTML 403 page from a
+proxy.
 
 Requests never follow redirects, so an allowed endpoint cannot forward a signed
 assertion or a secret to another host. Endpoints come from the settings only;
@@ -41,7 +42,7 @@ class Status(StrEnum):
 class CheckResult:
     """A live check's outcome, a stable ``reason`` code and a plain message.
 
-    ``details`` holds non-secret facts the provider confirmed (account id,
+    ``details`` contains non-secret facts the provider confirmed (account id,
     ARN). ``expires_at`` is set when the credential's expiry is known.
     """
 
@@ -54,7 +55,7 @@ class CheckResult:
 
 @dataclass(frozen=True)
 class ProviderEndpoints:
-    """Where live checks go, and how long each connect and read may take."""
+    """The endpoints of the live checks, and the timeout of each connect and read."""
 
     aws_sts_endpoint: str
     aws_sts_region: str
@@ -81,7 +82,7 @@ class ProviderEndpoints:
 
 @dataclass(frozen=True)
 class HttpReply:
-    """A provider's answer: the status and its JSON object body."""
+    """A provider's response: the status and its JSON object body."""
 
     status: int
     body: dict[str, Any]
@@ -98,8 +99,8 @@ def send(
 ) -> HttpReply | CheckResult:
     """Send one request; return the JSON reply, or an indeterminate result.
 
-    A 2xx or 4xx answer whose body is a JSON object comes back as an
-    ``HttpReply`` for the provider module to judge; everything else is already
+    A 2xx or 4xx response whose body is a JSON object is returned as an
+    ``HttpReply`` for the provider module to judge. Every other outcome is
     indeterminate.
     """
     import requests
@@ -170,7 +171,7 @@ def _json_object(raw: bytes) -> dict[str, Any] | None:
 
 
 def unexpected_response(provider: str, status: int) -> CheckResult:
-    """Return the indeterminate result for an answer the provider's API never gives."""
+    """Return the indeterminate result for a response the provider's API never sends."""
     return _indeterminate(
         provider,
         "unexpected_response",

@@ -44,8 +44,8 @@ class NormalisedCredential:
     """A credential that passed the input checks, in its canonical form.
 
     ``fields`` is what gets encrypted and later returned to pipelines.
-    ``secret_fields`` names the entries of ``fields`` that are secret;
-    ``details`` holds non-secret facts safe for listings, logs and audit events.
+    ``secret_fields`` names the entries of ``fields`` that are secret.
+    ``details`` contains non-secret facts safe for listings, logs and audit events.
     ``expires_at`` is the expiry the submission states, if any.
     """
 
@@ -187,5 +187,5 @@ def require_printable(reader: FieldReader, field_name: str, value: str) -> None:
 
 
 def suffix_hint(value: str, length: int = 4) -> str:
-    """Return the last ``length`` characters behind an ellipsis, for listings."""
-    return "…" + value[-length:]
+    """Return ``...`` and the last ``length`` characters, for listings."""
+    return "..." + value[-length:]

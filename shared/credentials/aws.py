@@ -10,10 +10,10 @@ session token and may carry ``expiration`` (ISO 8601 with a time zone, as
 Normalised: an access key id in lower or mixed case is upper-cased. AWS issues
 key ids in upper case only, and a key id is not secret.
 
-Rejected: a key id other than ``AKIA`` or ``ASIA`` and 16 letters or digits, a
-secret other than 40 characters of ``A-Z a-z 0-9 / +``, an id and a secret
-that look swapped, a session token with a long-term key, no session token with
-a temporary key, and an ``expiration`` that has passed.
+Rejected: a key id other than ``AKIA`` or ``ASIA`` and 16 letters or digits,
+and a secret other than 40 characters of ``A-Z a-z 0-9 / +``. Also rejected:
+an id and a secret that look swapped, a session token with a long-term key, no
+session token with a temporary key, and an ``expiration`` that has passed.
 
 Live check: STS ``GetCallerIdentity`` at ``AWS_STS_ENDPOINT``. It needs no IAM
 permission, so any working key passes, and the account id and ARN it returns
@@ -32,6 +32,7 @@ from shared.credentials._normalise import (
     FieldReader,
     NormalisedCredential,
     require_printable,
+    suffix_hint,
 )
 
 PROVIDER = "aws"
@@ -86,15 +87,14 @@ def normalise(raw: dict[str, object], *, now: datetime) -> NormalisedCredential:
     if token is not None:
         fields["aws_session_token"] = token
     expires_at = _expiration(reader, key_id, now)
-    details = {"access_key_id": key_id}
     if expires_at is not None:
         fields["expiration"] = expires_at.isoformat()
     return NormalisedCredential(
         provider=PROVIDER,
         fields=fields,
         secret_fields=("aws_secret_access_key", "aws_session_token"),
-        account_hint=f"{key_id[:4]}…{key_id[-4:]}",
-        details=details,
+        account_hint=key_id[:4] + suffix_hint(key_id),
+        details={},
         normalised=tuple(reader.normalised),
         ignored_fields=reader.ignored(),
         expires_at=expires_at,
@@ -113,9 +113,8 @@ def check(
     )
     from botocore.parsers import ResponseParserError
 
-    client = _sts_client(credential, endpoints)
     try:
-        identity = client.get_caller_identity()
+        identity = _sts_client(credential, endpoints).get_caller_identity()
     except ClientError as exc:
         return _client_error(exc.response)
     except (ConnectTimeoutError, ReadTimeoutError):

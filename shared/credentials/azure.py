@@ -12,10 +12,10 @@ a check calls always comes from the settings (``AZURE_AUTHORITY_HOST`` and its
 Normalised: GUIDs are lower-cased and lose surrounding braces; a tenant domain
 name is lower-cased. Neither is secret and Azure compares both without case.
 
-Rejected: a client id that is not a GUID; a tenant that is neither a GUID nor a
-domain name, or is one of the multi-tenant aliases (``common``,
-``organizations``, ``consumers``); a client secret shaped like a GUID, which is
-the secret's ID column in the portal rather than its value.
+Rejected: a client id that is not a GUID, and a tenant that is neither a GUID
+nor a domain name or that is a multi-tenant alias (``common``,
+``organizations``, ``consumers``). A client secret shaped like a GUID is
+rejected too, because it is the secret's ID column in the portal, not its value.
 
 Live check: the OAuth 2.0 client credentials grant at
 ``{authority}/{tenant_id}/oauth2/v2.0/token`` for the cloud's Resource Manager

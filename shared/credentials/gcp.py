@@ -12,9 +12,9 @@ JSON-encoded twice) become line breaks, CR LF and CR become LF, and the PEM text
 ends with one line break. The key's base64 body is never changed. A missing
 ``token_uri`` becomes Google's default.
 
-Rejected, with a pointer to the right file: an OAuth client file
-(``installed`` or ``web``), a user credential (``authorized_user``, from
-``gcloud auth application-default login``), workload identity federation and
+Rejected, with a pointer to the right file: an OAuth client file (``installed``
+or ``web``) and a user credential (``authorized_user``, from ``gcloud auth
+application-default login``). Also rejected: workload identity federation and
 impersonation configurations, a Google API key, and a private key that is
 encrypted, is not RSA, or does not load. A ``token_uri`` outside
 ``GCP_TOKEN_URI_ALLOWLIST`` is rejected before anything is signed, so a tenant
@@ -91,6 +91,7 @@ def normalise(raw: object, *, token_uris: Sequence[str]) -> NormalisedCredential
     account_type = reader.required("type", max_length=64)
     if account_type != "service_account":
         raise reader.error("type", 'must be "service_account"')
+
     fields = {
         "type": account_type,
         "project_id": _matching(reader, "project_id", _PROJECT_ID, "a project id"),
@@ -107,6 +108,7 @@ def normalise(raw: object, *, token_uris: Sequence[str]) -> NormalisedCredential
     _optional(reader, fields, "client_id", _CLIENT_ID, "the account's numeric id")
     _optional(reader, fields, "universe_domain", _DOMAIN, "a domain name")
     reader.drop(*_DROPPED_FIELDS)
+
     return NormalisedCredential(
         provider=PROVIDER,
         fields=fields,
@@ -170,7 +172,7 @@ def _document(raw: object) -> tuple[Mapping[str, object], list[str]]:
         )
     try:
         document = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise CredentialInputError(
             "credentials",
             "is not JSON; send the service account key file's content unchanged",

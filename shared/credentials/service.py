@@ -2,9 +2,9 @@
 
 ``CredentialService`` is what the validate-credentials function calls. The
 tenant always comes from the authenticated ``Principal``. Keys with the
-``admin`` scope validate, store, list, delete and restore; only keys with the
-``credentials:read`` scope, which only the operator can issue, read a secret
-back, and every such read is audited as ``credentials.accessed``.
+``admin`` scope validate, store, list, delete and restore. Only keys with the
+``credentials:read`` scope read a secret back, and only the operator can issue
+such keys. Every read is audited as ``credentials.accessed``.
 
 Storing runs the input checks, refuses a duplicate (same fingerprint as an
 active credential of the tenant), runs the live check, and stores only a
@@ -76,7 +76,7 @@ class Validation:
 
 
 class CredentialRejectedError(Exception):
-    """The provider rejected the credential; ``validation`` says why."""
+    """The provider rejected the credential; ``validation`` contains the reason."""
 
     def __init__(self, validation: Validation) -> None:
         super().__init__(validation.result.message)

@@ -45,7 +45,7 @@ def standins() -> Iterator[ProviderStandins]:
 
 @pytest.fixture
 def unavailable() -> Iterator[LoopbackServer]:
-    """A token endpoint on the allow-list that answers every request with a 500."""
+    """A token endpoint on the allow-list that responds to every request with a 500."""
     page = "<html><body><h1>500 Internal Server Error</h1></body></html>"
     server = LoopbackServer(lambda *request: Reply(500, page, "text/html"))
     yield server
@@ -54,7 +54,7 @@ def unavailable() -> Iterator[LoopbackServer]:
 
 @dataclass
 class Api:
-    """The loaded function, keys of two tenants, and everything it answered."""
+    """The loaded function, keys of two tenants, and every response body it sent."""
 
     client: FlaskClient
     data_dir: Path
@@ -229,6 +229,18 @@ def test_body_not_json(api: Api) -> None:
     assert response.status_code == 400
 
 
+def test_body_nested_too_deep(api: Api) -> None:
+    response = api.call(
+        "POST",
+        "/credentials",
+        api.admin,
+        data="[" * 5000 + "]" * 5000,
+        content_type="application/json",
+    )
+
+    assert response.status_code == 400
+
+
 def test_body_wrong_media_type(api: Api) -> None:
     response = api.call(
         "POST",
@@ -370,7 +382,7 @@ def test_list_get_delete_restore(api: Api, standins: ProviderStandins) -> None:
     restored = api.call("POST", f"{path}/restore", api.admin).get_json()
 
     assert [item["credential_id"] for item in listed] == [credential_id]
-    assert fetched["account_hint"].startswith("sk-proj-…")
+    assert fetched["account_hint"].startswith("sk-proj-...")
     assert deleted["status"] == "deleted"
     assert deleted["erase_after"] is not None
     assert restored["status"] == "active"

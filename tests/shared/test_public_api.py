@@ -6,6 +6,7 @@ import pytest
 MODULES = [
     "shared.apikeys",
     "shared.config",
+    "shared.credentials",
     "shared.crypto",
     "shared.events",
     "shared.http",

@@ -6,7 +6,6 @@ region      = "us-central1"
 
 log_level             = "DEBUG"
 backup_retention_days = 7
-lock_backup_retention = false
 max_instances         = 5
 
 # SHA-256 hex of the operator token (docs/deploy.md, "Operator token").

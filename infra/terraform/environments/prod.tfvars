@@ -5,8 +5,6 @@ environment = "prod"
 region      = "us-central1"
 
 backup_retention_days = 90
-# true locks the policy, irreversibly: no backup can then go before it is 90 days old.
-lock_backup_retention = false
 kms_protection_level  = "HSM"
 
 # SHA-256 hex of the operator token (docs/deploy.md, "Operator token").

@@ -5,7 +5,6 @@ environment = "staging"
 region      = "us-central1"
 
 backup_retention_days = 30
-lock_backup_retention = false
 
 # SHA-256 hex of the operator token (docs/deploy.md, "Operator token").
 # operator_token_sha256 = "..."

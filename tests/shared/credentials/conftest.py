@@ -1,8 +1,8 @@
 """Fixtures for the credential tests: provider stand-ins, a faulty provider, a store.
 
 The stand-ins (infra/provider_standins.py) run for the whole session on loopback
-ports. ``faulty`` is a server that answers every request the same wrong way, for
-the indeterminate cases.
+ports. ``faulty`` is a server that responds to every request the same wrong way,
+for the indeterminate cases.
 """
 
 from __future__ import annotations

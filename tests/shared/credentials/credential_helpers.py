@@ -37,8 +37,12 @@ def endpoints_for(
 
 
 class FaultyProvider:
-    """Answers every request as ``mode`` says: an HTML 500 or 403, a redirect,
-    a 200 with a body that is not the API's, or too late."""
+    """A provider endpoint that responds to every request the way ``mode`` names.
+
+    ``500`` and ``html403`` send HTML error pages, ``redirect`` a 307 to
+    ``redirect_to``, ``garbage`` a 200 whose body is not the API's, and ``slow``
+    responds only after the client's timeout.
+    """
 
     def __init__(self) -> None:
         self.mode = "500"
@@ -70,7 +74,7 @@ class FaultyProvider:
 
     def _route(self, method: str, path: str, headers: Any, body: bytes) -> Reply:
         if self.mode == "slow":
-            # Answers only after the client gave up, or when the test ends.
+            # Responds only after the client timed out, or when the test ends.
             self._release.wait(timeout=30)
             return Reply(200, {"access_token": "late", "data": []})
         if self.mode == "html403":

@@ -176,6 +176,13 @@ BAD_INPUTS: list[tuple[str, str, Mutation, str, str]] = [
     ),
     ("gcp list", "gcp", _replace([]), "credentials", "key file"),
     (
+        "gcp text nested too deep",
+        "gcp",
+        _replace("[" * 5000 + "]" * 5000),
+        "credentials",
+        "is not JSON",
+    ),
+    (
         "aws missing secret",
         "aws",
         _drop("aws_secret_access_key"),
@@ -503,7 +510,7 @@ def test_aws_temporary_expiry_recorded() -> None:
 def test_aws_hint_shows_key_id_ends() -> None:
     credential = _run("aws", samples.aws())
 
-    assert credential.account_hint == "AKIA…YID1"
+    assert credential.account_hint == "AKIA...YID1"
 
 
 def test_azure_braced_guid_lowered() -> None:
@@ -570,7 +577,7 @@ def test_openai_trailing_newline_trimmed() -> None:
 def test_openai_hint_shows_last_four() -> None:
     credential = _run("openai", samples.openai())
 
-    assert credential.account_hint == "sk-proj-…6789"
+    assert credential.account_hint == "sk-proj-...6789"
 
 
 def test_canonical_json_is_sorted_and_compact() -> None:

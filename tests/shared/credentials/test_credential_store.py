@@ -21,7 +21,7 @@ def _record(credential_id: str = "cred_1", tenant_id: str = "acme") -> Credentia
         name="pipelines",
         encrypted_credentials=b"\x01\x00sealed",
         kms_key_name="projects/p/locations/l/keyRings/r/cryptoKeys/k",
-        account_hint="AKIA…WXYZ",
+        account_hint="AKIA...WXYZ",
         fingerprint="v1:abc",
         validation_status="valid",
         validated_at=NOW,

@@ -1,6 +1,6 @@
 output "uris" {
-  description = "HTTPS URL of each function, by topology name."
-  value       = { for name, function in google_cloudfunctions2_function.this : name => function.url }
+  description = "HTTPS URL (run.app) of each function's Cloud Run service, by topology name; push subscriptions also use it as the OIDC audience."
+  value       = { for name, function in google_cloudfunctions2_function.this : name => function.service_config[0].uri }
 }
 
 output "service_names" {

@@ -1,11 +1,11 @@
-# The backup bucket. A retention policy, not Object Versioning, protects the
-# backups: Cloud Storage does not allow both on one bucket, and the policy is
-# the stronger guarantee, since no one (the exporter included) can delete or
-# replace an object until it is retention_days old.
+# The backup bucket. The backup exporter prunes runs older than
+# BACKUP_RETENTION_DAYS itself and replaces its claim objects, so a bucket
+# retention policy, which forbids both, does not fit. Versioning protects the
+# backups instead: an overwritten or deleted backup stays recoverable as a
+# noncurrent version for another retention_days.
 
 resource "google_storage_bucket" "this" {
-  #checkov:skip=CKV_GCP_78:Versioning cannot be combined with the retention policy, which already forbids overwriting or deleting a backup before it expires.
-  #checkov:skip=CKV_GCP_62:Reads and writes are recorded by Cloud Audit Logs (Data Access logs for storage.googleapis.com, enabled in the root module), the successor of usage logs.
+  #checkov:skip=CKV_GCP_62:Reads and writes go to the Cloud Audit Logs Data Access logs of storage.googleapis.com, which the root module turns on (enable_data_access_audit_logs).
   project                     = var.project_id
   name                        = var.name
   location                    = var.location
@@ -15,17 +15,25 @@ resource "google_storage_bucket" "this" {
   force_destroy               = false
 
   versioning {
-    enabled = false
+    enabled = true
   }
 
-  retention_policy {
-    retention_period = var.retention_days * 86400
-    is_locked        = var.lock_retention
+  # Backstop for the exporter's own pruning: a backup is deleted once it is
+  # retention_days old, and its noncurrent versions retention_days later.
+  lifecycle_rule {
+    condition {
+      age        = var.retention_days
+      with_state = "LIVE"
+    }
+    action {
+      type = "Delete"
+    }
   }
 
   lifecycle_rule {
     condition {
-      age = var.retention_days
+      days_since_noncurrent_time = var.retention_days
+      with_state                 = "ARCHIVED"
     }
     action {
       type = "Delete"

@@ -15,17 +15,12 @@ variable "location" {
 
 variable "retention_days" {
   type        = number
-  description = "Days each backup object is kept: no one can delete or overwrite it sooner, and it is deleted once this many days old."
+  description = "Days a backup is kept (the exporter's BACKUP_RETENTION_DAYS); a replaced or deleted backup stays recoverable for as long again."
 
   validation {
     condition     = var.retention_days >= 1 && floor(var.retention_days) == var.retention_days
     error_message = "retention_days must be a whole number of days, at least 1."
   }
-}
-
-variable "lock_retention" {
-  type        = bool
-  description = "Lock the retention policy. Irreversible: a locked policy can never be shortened or removed, nor the bucket deleted before its objects expire."
 }
 
 variable "soft_delete_days" {
