@@ -74,6 +74,15 @@ class AuditEvent(BaseModel):
             raise ValueError("details must not contain an API key")
         return value
 
+    def log_labels(self) -> dict[str, str]:
+        """Return the ids that log lines and log-based metrics carry for this event."""
+        labels = {"event_id": str(self.event_id), "event_type": self.event_type}
+        for name in ("tenant_id", "user_id", "ip_address"):
+            value = getattr(self, name)
+            if value:
+                labels[name] = value
+        return labels
+
     def to_message(self) -> bytes:
         return self.model_dump_json().encode("utf-8")
 
@@ -140,7 +149,7 @@ class PubSubAuditSink:
         self._client: Any = None
 
     def emit(self, event: AuditEvent) -> None:
-        labels = {"event_id": str(event.event_id), "event_type": event.event_type}
+        labels = event.log_labels()
         try:
             self._publish(event)
         except Exception as exc:  # noqa: BLE001 - any failure must reach the fallback

@@ -104,16 +104,21 @@ def presented_credential(headers: Mapping[str, str] | Headers) -> str | None:
     """Return the key from ``Authorization: Bearer`` or ``X-API-Key``, if any.
 
     Header names and the scheme are case-insensitive, surrounding whitespace is
-    ignored and the key itself is returned exactly as sent.
+    ignored and the key itself is returned exactly as sent. A Bearer header
+    wins over ``X-API-Key``. Another scheme (``Basic``, say, added by a proxy)
+    does not hide an ``X-API-Key``; alone it yields ``""``, which never verifies.
     """
     if not isinstance(headers, Headers):
         headers = Headers(headers)
     authorization = headers.get("Authorization")
     if authorization is not None:
         match = _BEARER.fullmatch(authorization.strip())
-        return match["token"] if match else ""
+        if match:
+            return match["token"]
     api_key = headers.get("X-API-Key")
-    return api_key.strip() if api_key is not None else None
+    if api_key is not None:
+        return api_key.strip()
+    return "" if authorization is not None else None
 
 
 def client_info(request: flask.Request) -> tuple[str | None, str | None]:

@@ -150,7 +150,7 @@ class Schedule(_Entry):
 
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,500}$")
     topic: PubSubId
-    # Unix cron, five fields, read in time_zone; e.g. "0 3 * * *".
+    # Unix cron with five fields, read in time_zone, e.g. "0 3 * * *".
     schedule: str = Field(pattern=r"^\S+( \S+){4}$")
     time_zone: str = "Etc/UTC"
     # Published as the JSON message data.

@@ -44,7 +44,7 @@ def audit_writer(cloud_event: CloudEvent) -> None:
             "dropping malformed audit message: %s", exc, extra={"labels": labels}
         )
         return
-    labels |= {"event_id": str(event.event_id), "event_type": event.event_type}
+    labels |= event.log_labels()
     written = _store().insert_audit_events([event])
     if written:
         _log.info("audit event stored", extra={"labels": labels})

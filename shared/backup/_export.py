@@ -325,24 +325,7 @@ class LocalExporter:
         return snapshot_at
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
-        # The functions open the store file for each operation; a busy file is
-        # retried as the store itself does.
-        deadline = time.monotonic() + self._lock_timeout
-        delay = 0.005
-        while True:
-            try:
-                con = duckdb.connect(str(self._database))
-                con.execute("SET TimeZone = 'UTC'")
-                return con
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower():
-                    raise StoreError(f"cannot open {self._database}") from exc
-                if time.monotonic() > deadline:
-                    raise TransientStoreError(
-                        f"DuckDB file {self._database} is busy; retry later"
-                    ) from None
-                time.sleep(delay * (1 + random.random()))  # noqa: S311 - jitter
-                delay = min(delay * 2, 0.25)
+        return connect_duckdb(self._database, self._lock_timeout)
 
     def _export_table(
         self,
@@ -385,6 +368,32 @@ class LocalExporter:
             keys.add(str(key_name), bytes(row[value_at]))
 
         return track
+
+
+def connect_duckdb(
+    path: Path, lock_timeout_seconds: float
+) -> duckdb.DuckDBPyConnection:
+    """Open a DuckDB file, retrying while another process holds its lock.
+
+    The functions open the store file for each operation and close it again,
+    so a busy file is retried with backoff, as the store itself does.
+    """
+    deadline = time.monotonic() + lock_timeout_seconds
+    delay = 0.005
+    while True:
+        try:
+            con = duckdb.connect(str(path))
+            con.execute("SET TimeZone = 'UTC'")
+            return con
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise StoreError(f"cannot open DuckDB file {path}") from exc
+            if time.monotonic() > deadline:
+                raise TransientStoreError(
+                    f"DuckDB file {path} is busy: another process holds it"
+                ) from None
+            time.sleep(delay * (1 + random.random()))  # noqa: S311 - jitter
+            delay = min(delay * 2, 0.25)
 
 
 def _sql_text(value: str) -> str:

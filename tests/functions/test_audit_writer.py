@@ -152,6 +152,9 @@ def test_stored_log_line_carries_ids(
         "cloud_event_id": STRUCTURED["id"],
         "event_id": str(EXPECTED.event_id),
         "event_type": "api_key.created",
+        "tenant_id": EXPECTED.tenant_id,
+        "user_id": EXPECTED.user_id,
+        "ip_address": EXPECTED.ip_address,
     }
 
 

@@ -44,6 +44,7 @@ MAX_BYTES = 1024
         ({"Authorization": "Bearer k1 k2"}, ""),
         ({"Authorization": "Basic dXNlcjpwYXNz"}, ""),
         ({"Authorization": "Token k1"}, ""),
+        ({"Authorization": "Basic dXNlcjpwYXNz", "X-API-Key": "k2"}, "k2"),
         ({"X-API-Key": ""}, ""),
         ({}, None),
         ({"Cookie": "k1"}, None),

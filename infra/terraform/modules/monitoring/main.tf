@@ -32,10 +32,8 @@ locals {
     failed_authentications_by_source = {
       description = "authentication.failed audit events by tenant, user and client IP."
       filter      = "${local.audit_events} AND labels.event_type=\"authentication.failed\""
-      # TODO: the audit writer's log line carries only event_id and
-      # event_type, so these labels are empty and the alert counts all
-      # failures together (it fires early, never late). It needs the labels
-      # tenant_id, user_id and ip_address on "audit event stored".
+      # functions/audit_writer/main.py adds tenant_id, user_id and
+      # ip_address to "audit event stored" when the event has them.
       labels = {
         tenant_id  = "EXTRACT(labels.tenant_id)"
         user_id    = "EXTRACT(labels.user_id)"
