@@ -604,6 +604,9 @@ class ProviderStandins:
             "AWS_STS_ENDPOINT": self.aws.endpoint,
             "AWS_STS_REGION": self.aws.region,
             "AZURE_AUTHORITY_HOST": self.azure.authority_host,
+            # A tenant may name any cloud; each must stay on loopback.
+            "AZURE_AUTHORITY_HOST_USGOV": self.azure.authority_host,
+            "AZURE_AUTHORITY_HOST_CHINA": self.azure.authority_host,
             "OPENAI_API_BASE": self.openai.api_base,
             "GCP_TOKEN_URI_ALLOWLIST": self.google.token_uri,
         }

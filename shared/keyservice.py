@@ -150,6 +150,11 @@ class KeyService:
         """Create a tenant, its admin user and its first admin key (operator only)."""
         _require_operator(principal)
         apikeys.validate_tenant_id(tenant_id)
+        # The tenant.created event rejects key-shaped text in the name. Checked
+        # before the store call, so a bad name cannot leave a tenant behind
+        # that has no admin key.
+        if apikeys.redact_api_keys(name) != name:
+            raise ValueError("name must not contain an API key; choose another name")
         now = self._clock()
         tenant = Tenant(tenant_id, name, contact_email, "active", now)
         admin = User(f"usr_{uuid.uuid4().hex}", tenant_id, contact_email, "admin", now)
@@ -400,6 +405,7 @@ class KeyService:
                 ip_address=request.ip_address,
                 user_agent=request.user_agent,
                 details=details,
+                now=self._clock(),
             )
         )
         raise AuthenticationError()

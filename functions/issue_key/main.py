@@ -22,6 +22,7 @@ from typing import Any
 
 import flask
 import functions_framework
+import pydantic
 
 from shared.config import Settings, get_settings
 from shared.crypto import KmsUnavailableError
@@ -185,7 +186,23 @@ def _string(body: dict[str, Any], field: str, *, required: bool = False) -> str 
         raise HttpError(
             400, "invalid_field", f"{field} must be a string of 1 to 200 characters"
         )
+    if not value.isascii() and _has_lone_surrogate(value):
+        raise HttpError(
+            400,
+            "invalid_field",
+            f"{field} contains a lone UTF-16 surrogate escape (\\ud800 to "
+            "\\udfff); send valid Unicode text",
+        )
     return value
+
+
+def _has_lone_surrogate(value: str) -> bool:
+    # json.loads accepts such escapes, but the store cannot encode them as UTF-8.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _required_string(body: dict[str, Any], field: str) -> str:
@@ -195,16 +212,23 @@ def _required_string(body: dict[str, Any], field: str) -> str:
 
 
 def _number(
-    body: dict[str, Any], field: str, *, default: float, maximum: float
+    body: dict[str, Any],
+    field: str,
+    *,
+    default: float,
+    maximum: float,
+    minimum: float = 0,
 ) -> float:
     value = body.get(field, default)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise HttpError(400, "invalid_field", f"{field} must be a number")
     # Also rejects NaN and infinity (json.loads accepts them), which would
     # otherwise fail in timedelta with an error that names no field.
-    if not 0 <= value <= maximum:
+    if not minimum <= value <= maximum:
         raise HttpError(
-            400, "invalid_field", f"{field} must be between 0 and {maximum:g}"
+            400,
+            "invalid_field",
+            f"{field} must be between {minimum:g} and {maximum:g}",
         )
     return float(value)
 
@@ -213,7 +237,8 @@ def _days(body: dict[str, Any], field: str) -> timedelta | None:
     if field not in body:
         return None
     maximum = _settings().api_key_max_ttl_days
-    return timedelta(days=_number(body, field, default=0, maximum=maximum))
+    days = _number(body, field, default=1, minimum=1, maximum=maximum)
+    return timedelta(days=days)
 
 
 def _scopes(body: dict[str, Any]) -> tuple[str, ...]:
@@ -275,6 +300,12 @@ def _translate(handler: Handler) -> Handler:
             ) from None
         except PermissionError as exc:
             raise HttpError(403, "forbidden", str(exc)) from None
+        except pydantic.ValidationError as exc:
+            # Not str(exc): pydantic's message quotes the rejected input.
+            fields = sorted({".".join(map(str, e["loc"])) for e in exc.errors()})
+            raise HttpError(
+                400, "invalid_request", f"invalid values for: {', '.join(fields)}"
+            ) from None
         except ValueError as exc:
             raise HttpError(400, "invalid_request", str(exc)) from None
         except (TransientStoreError, KmsUnavailableError):

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from shared.credentials._live import CheckResult, ProviderEndpoints, Status
@@ -222,6 +222,13 @@ def _expiration(reader: FieldReader, key_id: str, now: datetime) -> datetime | N
             "expiration",
             "must be an ISO 8601 time with a time zone, e.g. 2030-01-31T12:00:00Z",
         )
+    try:
+        # Kept in UTC, as stored; a local time late on 9999-12-31 does not fit.
+        expires_at = expires_at.astimezone(UTC)
+    except OverflowError:
+        raise reader.error(
+            "expiration", "is after the year 9999; send the time STS returned"
+        ) from None
     if expires_at <= now:
         raise reader.error(
             "expiration", "has passed; request new temporary credentials"

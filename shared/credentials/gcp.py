@@ -16,9 +16,10 @@ Rejected, with a pointer to the right file: an OAuth client file (``installed``
 or ``web``) and a user credential (``authorized_user``, from ``gcloud auth
 application-default login``). Also rejected: workload identity federation and
 impersonation configurations, a Google API key, and a private key that is
-encrypted, is not RSA, or does not load. A ``token_uri`` outside
-``GCP_TOKEN_URI_ALLOWLIST`` is rejected before anything is signed, so a tenant
-cannot make this service send a signed assertion to a host of their choosing.
+encrypted, is not RSA of 2048 to 4096 bits, or does not load. A
+``token_uri`` outside ``GCP_TOKEN_URI_ALLOWLIST`` is rejected before anything
+is signed, so a tenant cannot make this service send a signed assertion to a
+host of their choosing.
 
 Live check: an RS256 JWT signed with the key is exchanged at ``token_uri``
 for an access token (the JWT bearer grant of RFC 7523).
@@ -52,11 +53,15 @@ JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 _SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 _ASSERTION_LIFETIME = timedelta(minutes=10)
 _MAX_PRIVATE_KEY_CHARS = 8192
+_MIN_RSA_BITS = 2048
+_MAX_RSA_BITS = 4096
 _DROPPED_FIELDS = ("auth_uri", "auth_provider_x509_cert_url", "client_x509_cert_url")
 
 _PRIVATE_KEY_ID = re.compile(r"[0-9a-f]{40}")
+# Service account ids never contain "_". Allowing it would also admit an
+# address shaped like an API key, which the audit event of the check rejects.
 _CLIENT_EMAIL = re.compile(
-    r"[a-z0-9][a-z0-9._-]{0,99}@[a-z0-9.-]+\.gserviceaccount\.com"
+    r"[a-z0-9][a-z0-9.-]{0,99}@[a-z0-9.-]+\.gserviceaccount\.com"
 )
 _PROJECT_ID = re.compile(r"([a-z][a-z0-9.-]{0,62}:)?[a-z][a-z0-9-]{4,28}[a-z0-9]")
 _CLIENT_ID = re.compile(r"[0-9]{1,32}")
@@ -223,8 +228,9 @@ def _client_email(reader: FieldReader) -> str:
     if not _CLIENT_EMAIL.fullmatch(value):
         raise reader.error(
             "client_email",
-            "must be a service account address ending in .gserviceaccount.com; "
-            "a user's address cannot sign in with a key file",
+            "must be a service account address: lower-case letters, digits, '.' "
+            "or '-' before the @, ending in .gserviceaccount.com; a user's "
+            "address cannot sign in with a key file",
         )
     return value
 
@@ -282,7 +288,18 @@ def _check_pem(reader: FieldReader, pem: str) -> None:
             "of pasting the key into a single-line field",
         )
     try:
-        key = load_pem_private_key(pem.encode("ascii"), password=None)
+        data = pem.encode("ascii")
+        # Parsed first without checking the primes, because that check costs
+        # seconds past 4096 bits; only a key of a usable size gets the check.
+        key = load_pem_private_key(
+            data, password=None, unsafe_skip_rsa_key_validation=True
+        )
+        usable = (
+            isinstance(key, rsa.RSAPrivateKey)
+            and _MIN_RSA_BITS <= key.key_size <= _MAX_RSA_BITS
+        )
+        if usable:
+            load_pem_private_key(data, password=None)
     except (ValueError, TypeError, UnicodeEncodeError):
         # Not chained: the parser's error could quote bytes of the key.
         raise reader.error(
@@ -290,11 +307,11 @@ def _check_pem(reader: FieldReader, pem: str) -> None:
             "does not load as a PEM private key; copy the whole value from the key "
             "file, including the BEGIN and END lines",
         ) from None
-    if not isinstance(key, rsa.RSAPrivateKey) or key.key_size < 2048:
+    if not usable:
         raise reader.error(
             "private_key",
-            "must be an RSA key of at least 2048 bits, as Google issues for "
-            "service accounts",
+            f"must be an RSA key of {_MIN_RSA_BITS} to {_MAX_RSA_BITS} bits; Google "
+            "issues 2048-bit keys for service accounts",
         )
 
 

@@ -380,7 +380,7 @@ def test_error_responses(
             "/keys",
             {"headers": key, "json": {"expires_in_days": 0}},
             400,
-            "invalid_request",
+            "invalid_field",
         ),
         (
             "POST",
