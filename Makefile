@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check format clean package
+.PHONY: run test check format clean package bench
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,14 @@ format: $(STAMP)
 # Source bundles for Terraform: build/functions/<name>.zip.
 package: $(STAMP)
 	$(BIN)/python infra/package.py
+
+# Benchmarks beside same-run baselines, written to docs/benchmarks.md (a few
+# minutes on two cores). BENCH_SCALE=small is a smoke run of about a minute
+# that writes build/benchmarks-small.md instead.
+BENCH_SCALE ?= full
+
+bench: $(STAMP)
+	$(BIN)/python -m bench --scale $(BENCH_SCALE)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,8 +1,11 @@
 """Run the platform on this machine: the Pub/Sub emulator and every function.
 
 ``make run`` starts this script. It reads ``infra/topology.yaml``, starts the
-Pub/Sub emulator, creates the topics and subscriptions on it, starts each
-function with functions-framework on its own port, and prints a curl
+Pub/Sub emulator, creates the topics and subscriptions on it, starts the
+services beside the functions (``local_services.py``: provider stand-ins, an
+SMTP server and a Slack webhook stand-in that print the alerts, the Cloud
+Storage emulator), starts each function with functions-framework on its own
+port, publishes the topology's schedules on time, and prints a curl
 walk-through. Every child runs in its own process group. Ctrl-C, SIGTERM or
 SIGHUP stops them all (the emulator's Java process included) and exits 0. A
 child that exits on its own stops the stack with a non-zero status. SIGKILL
@@ -43,7 +46,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from shared.config import ConfigError, load_settings
+from local_services import ServiceError, start_scheduler, start_services
+
+from shared.config import ConfigError, Settings, load_settings
 from shared.topology import (
     DEFAULT_TOPOLOGY_PATH,
     Subscription,
@@ -145,7 +150,8 @@ def _run(args: argparse.Namespace, supervisor: Supervisor, runtime_dir: Path) ->
         raise StackError(str(exc)) from None
     ports = _assign_ports(topology, args.base_port)
     data_dir = _prepare_data_dir(args.data_dir)
-    database = _database_path(data_dir)
+    settings = _settings(data_dir)
+    database = data_dir / f"{settings.tenants_dataset_id}.duckdb"
     token_file, token_digest = _operator_token(data_dir)
     emulator_host = f"{HOST}:{ports.emulator}"
     urls = {name: f"http://{HOST}:{port}" for name, port in ports.functions.items()}
@@ -159,7 +165,15 @@ def _run(args: argparse.Namespace, supervisor: Supervisor, runtime_dir: Path) ->
         "PUBSUB_PROJECT_ID": topology.pubsub.project_id,
         "OPERATOR_TOKEN_SHA256": token_digest,
     }
+    try:
+        services = start_services(
+            supervisor, topology, settings, data_dir, _child_environment
+        )
+    except ServiceError as exc:
+        raise StackError(str(exc)) from None
+    environment.update(services.environment)
     _start_functions(supervisor, topology, ports, environment, runtime_dir)
+    next_slots = start_scheduler(supervisor, topology, emulator_host)
 
     state = {
         "project": topology.pubsub.project_id,
@@ -172,6 +186,9 @@ def _run(args: argparse.Namespace, supervisor: Supervisor, runtime_dir: Path) ->
             name: {"url": urls[name], "port": port}
             for name, port in ports.functions.items()
         },
+        "services": services.endpoints,
+        "standins_dir": str(services.standins_dir) if services.standins_dir else None,
+        "schedules": next_slots,
     }
     if args.state_file is not None:
         _write_json(args.state_file, state)
@@ -182,6 +199,10 @@ def _run(args: argparse.Namespace, supervisor: Supervisor, runtime_dir: Path) ->
 # Output
 
 
+# Loggers of this process other than the stack's own, by the name printed.
+_SOURCES = {"shared.scheduler": "scheduler"}
+
+
 class _Formatter(logging.Formatter):
     """Formatter that prefixes each line with its source, except ``plain`` records."""
 
@@ -189,7 +210,9 @@ class _Formatter(logging.Formatter):
         message = record.getMessage()
         if getattr(record, "plain", False):
             return message
-        source = getattr(record, "source", "local-stack")
+        source = getattr(record, "source", None) or _SOURCES.get(
+            record.name, "local-stack"
+        )
         return f"{source:<12} | {message}"
 
 
@@ -201,6 +224,8 @@ def _configure_output() -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     _log.setLevel(logging.INFO)
+    for name in _SOURCES:
+        logging.getLogger(name).setLevel(logging.INFO)
 
 
 # Setup steps
@@ -496,12 +521,12 @@ def _answers(url: str, *, require_ok: bool) -> bool:
         return False
 
 
-def _database_path(data_dir: Path) -> Path:
+def _settings(data_dir: Path) -> Settings:
+    """Read the settings as the functions do, from the environment and .env."""
     try:
-        settings = load_settings(_env_file=REPO / ".env", data_dir=data_dir)
+        return load_settings(_env_file=REPO / ".env", data_dir=data_dir)
     except ConfigError as exc:
         raise StackError(str(exc)) from None
-    return data_dir / f"{settings.tenants_dataset_id}.duckdb"
 
 
 def _write_json(path: Path, content: Mapping[str, Any]) -> None:
@@ -549,6 +574,11 @@ class Supervisor:
     def __init__(self, stop: threading.Event) -> None:
         self._stop = stop
         self._children: list[Child] = []
+        self._cleanups: list[Callable[[], None]] = []
+
+    def add_cleanup(self, cleanup: Callable[[], None]) -> None:
+        """Run ``cleanup`` in ``stop_all``, before the children are stopped."""
+        self._cleanups.append(cleanup)
 
     def start(self, name: str, command: list[str], environment: dict[str, str]) -> None:
         _log.info("starting %s: %s", name, shlex.join(command))
@@ -587,7 +617,16 @@ class Supervisor:
             self._stop.wait(0.5)
 
     def stop_all(self) -> None:
-        """Stop every child: SIGTERM to each group, SIGKILL after STOP_SECONDS."""
+        """Run the cleanups, then stop every child.
+
+        Each child's group gets SIGTERM, and SIGKILL after STOP_SECONDS.
+        """
+        while self._cleanups:
+            cleanup = self._cleanups.pop()
+            try:
+                cleanup()
+            except Exception as exc:  # noqa: BLE001 - the children must still stop
+                _log.warning("stopping a service failed: %s", exc)
         if not self._children:
             return
         for child in reversed(self._children):
@@ -645,26 +684,60 @@ def _group_alive(pgid: int) -> bool:
 
 
 def _banner(topology: Topology, state: Mapping[str, Any]) -> str:
-    functions = state["functions"]
-    issue_key_url = functions["issue_key"]["url"]
-    data_dir = shlex.quote(state["data_dir"])
     cli = shlex.quote(str(Path(sys.executable).parent / "convergence"))
-    token_file = shlex.quote(state["operator_token_file"])
-    python = shlex.quote(sys.executable)
-    database = shlex.quote(state["audit_database"])
+    lines = [
+        *_banner_summary(topology, state),
+        *_walkthrough_keys(state),
+        *_walkthrough_credentials(state),
+        *_walkthrough_alerts(state, cli),
+        *_walkthrough_audit(state, cli),
+        "",
+        f"Pub/Sub clients reach the emulator with "
+        f"PUBSUB_EMULATOR_HOST={state['emulator_host']}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _banner_summary(topology: Topology, state: Mapping[str, Any]) -> list[str]:
+    rows = [
+        (name, f"{entry['url']}  ({topology.function(name).signature_type})")
+        for name, entry in state["functions"].items()
+    ]
+    rows += [
+        ("Pub/Sub", f"{state['emulator_host']}, project {state['project']}"),
+        ("data folder", state["data_dir"]),
+        *state["services"].items(),
+    ]
+    rows += [
+        (
+            "schedule",
+            f"{schedule.name}: {schedule.schedule} ({schedule.time_zone}) to "
+            f"{schedule.topic}, next {state['schedules'][schedule.name]}",
+        )
+        for schedule in topology.schedules
+    ]
+    width = max(len(name) for name, _ in rows)
     lines = ["", "Local stack ready. Press Ctrl-C to stop it.", ""]
-    for name, entry in functions.items():
-        function = topology.function(name)
-        lines.append(f"  {name:<14} {entry['url']}  ({function.signature_type})")
-    lines += [
-        f"  {'Pub/Sub':<14} {state['emulator_host']}, project {state['project']}",
-        f"  {'data folder':<14} {state['data_dir']}",
+    lines += [f"  {name:<{width}}  {value}" for name, value in rows]
+    if "smtp" in state["services"] or "slack webhook" in state["services"]:
+        lines += [
+            "",
+            "Alerts print below: emails as smtp lines, Slack messages as webhook "
+            "lines.",
+        ]
+    return lines
+
+
+def _walkthrough_keys(state: Mapping[str, Any]) -> list[str]:
+    token_file = shlex.quote(state["operator_token_file"])
+    return [
         "",
         f"The operator token is in {state['operator_token_file']} (mode 0600).",
         "Paste these lines into a shell to try the API:",
         "",
         f'export OPERATOR_TOKEN="$(cat {token_file})"',
-        f"URL={issue_key_url}",
+        f"URL={state['functions']['issue_key']['url']}",
         "TENANT=demo_$(date +%s)",
         "json_field() { python3 -c 'import json, sys",
         "value = json.load(sys.stdin)",
@@ -709,6 +782,74 @@ def _banner(topology: Topology, state: Mapping[str, Any]) -> str:
         "# List the tenant's keys.",
         'curl -sS "$URL/keys" -H "Authorization: Bearer $ADMIN_KEY"; echo',
         "",
+    ]
+
+
+def _walkthrough_credentials(state: Mapping[str, Any]) -> list[str]:
+    """Return validate_credentials' lines; they reuse the lines before them."""
+    if "validate_credentials" not in state["functions"] or not state["standins_dir"]:
+        return []
+    admin = '-H "Authorization: Bearer $ADMIN_KEY"'
+    as_json = "-H 'Content-Type: application/json'"
+    status = 'curl -sS -w " HTTP %{http_code}\\n" -X POST'
+    return [
+        f"CRED_URL={state['functions']['validate_credentials']['url']}",
+        f"STANDINS={shlex.quote(state['standins_dir'])}",
+        "# Check a service account key without storing it.",
+        f'curl -sS -X POST "$CRED_URL/credentials/validate" {admin} {as_json} '
+        '-d @"$STANDINS/gcp.json"; echo',
+        "# Store an AWS key: the response carries metadata only; the secret is "
+        "never shown again.",
+        f'CRED_ID=$(curl -sS -X POST "$CRED_URL/credentials" {admin} {as_json} '
+        '-d @"$STANDINS/aws.json" | json_field credential credential_id)',
+        "# A key the provider does not know: 422 with the reason.",
+        f'{status} "$CRED_URL/credentials" {admin} {as_json} '
+        """-d '{"provider": "openai", "credentials": {"api_key": """
+        """"sk-proj-0000000000000000000000000000"}}'""",
+        "# A paste accident: 400 naming the field and the fix.",
+        f'{status} "$CRED_URL/credentials" {admin} {as_json} '
+        """-d '{"provider": "azure", "credentials": {"tenant_id": """
+        """"0d5f3a4e-1b2c-4d3e-8f90-a1b2c3d4e5f6", "client_id": """
+        """"6e1c9d2a-7b3f-4a5e-9c8d-0f1e2d3c4b5a", "client_secret": """
+        """"9f8e7d6c-5b4a-4321-8fed-cba987654321"}}'""",
+        f'curl -sS "$CRED_URL/credentials" {admin}; echo',
+        "# Pipelines read secrets back with a credentials:read key, which only "
+        "the operator issues; each read is audited.",
+        'READ_KEY=$(curl -sS -X POST "$URL/keys" '
+        f'-H "Authorization: Bearer $OPERATOR_TOKEN" {as_json} '
+        '-d "{\\"tenant_id\\": \\"$TENANT\\", \\"name\\": \\"pipelines\\", '
+        '\\"scopes\\": [\\"credentials:read\\"]}" | json_field api_key)',
+        'curl -sS "$CRED_URL/credentials/$CRED_ID/secret" '
+        '-H "Authorization: Bearer $READ_KEY"; echo',
+        "# Delete (restorable for CREDENTIALS_RECOVERY_DAYS), then restore.",
+        f'curl -sS -X DELETE "$CRED_URL/credentials/$CRED_ID" {admin}; echo',
+        f'curl -sS -X POST "$CRED_URL/credentials/$CRED_ID/restore" {admin}; echo',
+        "",
+    ]
+
+
+def _walkthrough_alerts(state: Mapping[str, Any], cli: str) -> list[str]:
+    if "hourly-alert-check" not in state["schedules"]:
+        return []
+    emulator = shlex.quote(state["emulator_host"])
+    return [
+        "# Alerts: issue a key that expires in 3 days, then run the hourly alert",
+        "# check now instead of on the hour. Its warning is sent once, however",
+        "# often the check runs.",
+        'curl -sS -X POST "$URL/keys" -H "Authorization: Bearer $ADMIN_KEY" '
+        "-H 'Content-Type: application/json' "
+        """-d '{"name": "short-lived", "scopes": ["api"], "expires_in_days": 3}'"""
+        " | json_field api_key_id",
+        f"PUBSUB_EMULATOR_HOST={emulator} {cli} schedule run hourly-alert-check",
+        "",
+    ]
+
+
+def _walkthrough_audit(state: Mapping[str, Any], cli: str) -> list[str]:
+    data_dir = shlex.quote(state["data_dir"])
+    python = shlex.quote(sys.executable)
+    database = shlex.quote(state["audit_database"])
+    return [
         "# Read the audit log. Events reach it through Pub/Sub and audit_writer,",
         "# so the newest can take a moment to appear.",
         f'DATA_DIR={data_dir} {cli} audit list --tenant "$TENANT"',
@@ -721,12 +862,7 @@ def _banner(topology: Topology, state: Mapping[str, Any]) -> str:
         "    print(event.occurred_at.isoformat(), event.event_type, "
         "event.tenant_id, event.details)' \\",
         f"  {database}",
-        "",
-        f"Pub/Sub clients reach the emulator with "
-        f"PUBSUB_EMULATOR_HOST={state['emulator_host']}.",
-        "",
     ]
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

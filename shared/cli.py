@@ -15,20 +15,58 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import click
 
 from shared import apikeys
+from shared.backup import (
+    BackupError,
+    BigQueryTarget,
+    DuckDBTarget,
+    ExportError,
+    ManifestError,
+    RestoreError,
+    RestoreResult,
+    RunInfo,
+    RunInProgressError,
+    StorageError,
+    Target,
+    TransientStorageError,
+    bigquery_client,
+    build_bucket,
+    list_runs,
+    load_manifest,
+    manifest_object,
+    restore_run,
+    run_backup,
+    run_name,
+    slot_of,
+)
 from shared.config import ConfigError, Settings, load_settings
 from shared.crypto import KmsError, LocalKeyring, build_kms
-from shared.events import AuditEvent, is_valid_event_type
-from shared.keyservice import SCOPES, IssuedKey, KeyService, NotFoundError, Principal
-from shared.runtime import build_key_service
+from shared.events import AuditEvent, AuditSink, is_valid_event_type, new_event
+from shared.keyservice import (
+    OPERATOR_ID,
+    SCOPES,
+    IssuedKey,
+    KeyService,
+    NotFoundError,
+    Principal,
+)
+from shared.runtime import build_audit_sink, build_key_service
+from shared.scheduler import (
+    current_slot,
+    emulator_publisher,
+    format_slot,
+    next_slot,
+    publish_slot,
+)
 from shared.store import (
     AlreadyExistsError,
     ApiKeyRecord,
@@ -36,6 +74,13 @@ from shared.store import (
     StoreError,
     TransientStoreError,
     build_store,
+)
+from shared.topology import (
+    DEFAULT_TOPOLOGY_PATH,
+    Schedule,
+    Topology,
+    TopologyError,
+    load_topology,
 )
 
 __all__ = [
@@ -157,7 +202,7 @@ def _os_error(exc: OSError) -> CommandError:
 )
 @click.pass_context
 def cli(ctx: click.Context, as_json: bool) -> None:
-    """Manage tenants, API keys, local KMS keys and the audit log.
+    """Manage tenants, API keys, local KMS keys, the audit log and backups.
 
     Reads the same settings as the functions (environment variables and .env
     in the working directory) and acts as the operator, with direct access to
@@ -500,6 +545,437 @@ def audit_event_schema() -> dict[str, Any]:
 def render_audit_event_schema() -> str:
     """Return the schema as written to docs/audit-event.schema.json."""
     return json.dumps(audit_event_schema(), indent=2) + "\n"
+
+
+# Backups
+
+
+@cli.group()
+def backup() -> None:
+    """Back up the tables to Cloud Storage, list runs and restore one.
+
+    Reads BACKUP_BUCKET and, for the emulator, STORAGE_API_ENDPOINT or
+    STORAGE_EMULATOR_HOST. docs/backup.md describes runs and manifests.
+    """
+
+
+@backup.command("run")
+@click.option(
+    "--slot",
+    help="Day the run is for, as YYYY-MM-DD (UTC). Default: today.",
+)
+@pass_state
+def backup_run(state: _State, slot: str | None) -> None:
+    """Back up the tables now, as the backup_exporter function does.
+
+    A run is named after its day; if that day's run is already complete,
+    nothing is written. After a new run, runs older than
+    BACKUP_RETENTION_DAYS are deleted (docs/backup.md gives the rule).
+    """
+    day = _slot(slot)
+    with _backup_errors():
+        result, retention = run_backup(
+            state.settings, day, _audit_sink(state), actor_id=OPERATOR_ID
+        )
+    manifest = result.manifest
+    deleted = list(retention.deleted) if retention else []
+    document = {
+        "run": result.run,
+        "status": result.status,
+        "manifest": manifest.model_dump(mode="json"),
+        "deleted_runs": deleted,
+    }
+    if result.status == "already_complete":
+        lines = [f"Run {result.run} is already complete; nothing was written."]
+    else:
+        lines = [f"Backed up run {result.run} to gs://{manifest.bucket}:"]
+        lines += [
+            f"  {entry.table}: {entry.rows} rows in {len(entry.files)} file(s)"
+            for entry in manifest.tables
+        ]
+        lines.append(f"Manifest: {manifest_object(result.run)}")
+    if deleted:
+        lines.append(f"Deleted expired runs: {', '.join(deleted)}")
+    if retention and retention.kept_for_keys:
+        lines.append(
+            f"Kept expired run {retention.kept_for_keys}: it is the newest run "
+            "that the current KMS keys can open."
+        )
+    _emit(state, document, lines)
+
+
+@backup.command("list")
+@pass_state
+def backup_list(state: _State) -> None:
+    """List the runs in the bucket, complete or not, newest first."""
+    with _backup_errors():
+        bucket = build_bucket(state.settings)
+        runs = list_runs(bucket, datetime.now(UTC))
+    document = {"bucket": bucket.name, "runs": [_run_json(run) for run in runs]}
+    if not runs:
+        _emit(state, document, [f"No backup runs in gs://{bucket.name}."])
+        return
+    headers = ("RUN", "STATUS", "ROWS", "SIZE", "SNAPSHOT")
+    rows = [
+        (
+            run.run,
+            run.status,
+            _rows_text(run),
+            _size(run.size),
+            _when(run.manifest.snapshot_at, seconds=True) if run.manifest else "-",
+        )
+        for run in runs
+    ]
+    lines = _table(headers, rows)
+    for run in runs:
+        lines += [f"{run.run}: {problem}" for problem in run.problems]
+    _emit(state, document, lines)
+
+
+@backup.command("restore")
+@click.argument("run")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Verify the files and decrypt the keys from them; load nothing.",
+)
+@click.option(
+    "--target-data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Load into the DuckDB store in this folder. Default: the configured store.",
+)
+@click.option(
+    "--target-dataset",
+    help="Load into this BigQuery dataset of BIGQUERY_PROJECT_ID.",
+)
+@click.option(
+    "--allow-non-empty",
+    is_flag=True,
+    help="Load into a DuckDB target that has rows; rows whose id exists are kept.",
+)
+@click.option(
+    "--credential-sample",
+    type=click.IntRange(0, 10_000),
+    default=25,
+    show_default=True,
+    help="Number of credentials to decrypt as proof.",
+)
+@pass_state
+def backup_restore(
+    state: _State,
+    run: str,
+    dry_run: bool,
+    target_data_dir: Path | None,
+    target_dataset: str | None,
+    allow_non_empty: bool,
+    credential_sample: int,
+) -> None:
+    """Verify run RUN, load its tables and prove that its keys still decrypt.
+
+    RUN is a run name (backup-YYYYMMDD) or its day (YYYY-MM-DD). Every file is
+    checked against the manifest before anything is written. Then every
+    restored API key is decrypted with the current KMS keys and its SHA-256
+    compared with the stored hash, and a sample of credentials is decrypted.
+    """
+    if target_data_dir is not None and target_dataset is not None:
+        raise click.UsageError("give --target-data-dir or --target-dataset, not both")
+    name = _run_argument(run)
+    settings = state.settings
+    with _backup_errors():
+        bucket = build_bucket(settings)
+        manifest = load_manifest(bucket, name)
+        if manifest is None:
+            raise CommandError(
+                f"{manifest_object(name)} not found: run {name} is missing or "
+                "incomplete; see 'convergence backup list'"
+            )
+        target = _restore_target(settings, target_data_dir, target_dataset)
+        result = restore_run(
+            bucket,
+            manifest,
+            target,
+            build_kms(settings),
+            settings.api_key_kms_path,
+            dry_run=dry_run,
+            allow_non_empty=allow_non_empty,
+            credential_sample=credential_sample,
+            progress=_progress_bar,
+        )
+    if not dry_run:
+        _audit_sink(state).emit(
+            new_event(
+                "backup.restored",
+                actor_id=OPERATOR_ID,
+                details={"run": name, "target": result.target, "rows": result.rows},
+            )
+        )
+    _emit(state, _restore_json(result), _restore_lines(result))
+    proof = result.proof
+    if not proof.ok:
+        failed = proof.keys_failed + proof.credentials_failed
+        raise CommandError(
+            f"{len(failed)} restored records do not decrypt with the current KMS "
+            f"keys: {', '.join(failed[:10])}; check KMS_KEYRING and the key versions "
+            "in the manifest"
+        )
+
+
+def _slot(value: str | None) -> date:
+    if value is None:
+        return datetime.now(UTC).date()
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise CommandError(
+            f"--slot must be a day as YYYY-MM-DD, not {value!r}"
+        ) from None
+
+
+def _run_argument(value: str) -> str:
+    try:
+        return run_name(date.fromisoformat(value))
+    except ValueError:
+        pass
+    try:
+        slot_of(value)
+    except ValueError:
+        raise CommandError(
+            f"RUN must be backup-YYYYMMDD or YYYY-MM-DD, not {value!r}; see "
+            "'convergence backup list'"
+        ) from None
+    return value
+
+
+def _restore_target(
+    settings: Settings, data_dir: Path | None, dataset: str | None
+) -> Target:
+    if dataset is not None:
+        return BigQueryTarget(
+            bigquery_client(settings), dataset, location=settings.bigquery_location
+        )
+    if data_dir is None and settings.store_backend == "bigquery":
+        return BigQueryTarget(
+            bigquery_client(settings),
+            settings.tenants_dataset_id,
+            location=settings.bigquery_location,
+        )
+    folder = data_dir if data_dir is not None else settings.data_dir
+    return DuckDBTarget(folder / f"{settings.tenants_dataset_id}.duckdb")
+
+
+def _audit_sink(state: _State) -> AuditSink:
+    return build_audit_sink(state.settings, state.store)
+
+
+@contextmanager
+def _backup_errors() -> Iterator[None]:
+    """Turn backup failures into one-line errors with the CLI's exit codes."""
+    try:
+        yield
+    except RunInProgressError as exc:
+        raise UnavailableError(str(exc)) from None
+    except TransientStorageError as exc:
+        raise UnavailableError(
+            f"{exc}; check STORAGE_API_ENDPOINT or the network"
+        ) from None
+    except (BackupError, ExportError, ManifestError, RestoreError) as exc:
+        raise CommandError(str(exc)) from None
+    except StorageError as exc:
+        raise CommandError(f"{exc}; check BACKUP_BUCKET and its permissions") from None
+
+
+@contextmanager
+def _progress_bar(label: str, total: int) -> Iterator[Callable[[int], None]]:
+    # On stderr, so that stdout carries only the result (or the --json document).
+    with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
+        yield bar.update
+
+
+def _run_json(run: RunInfo) -> dict[str, Any]:
+    manifest = run.manifest
+    return {
+        "run": run.run,
+        "slot": run.slot.isoformat(),
+        "status": run.status,
+        "bytes": run.size,
+        "objects": len(run.objects),
+        "snapshot_at": _iso(manifest.snapshot_at) if manifest else None,
+        "rows": {e.table: e.rows for e in manifest.tables} if manifest else None,
+        "kms_keys": [k.model_dump(mode="json") for k in manifest.kms_keys]
+        if manifest
+        else [],
+        "claimed_until": _iso(run.claimed_until),
+        "problems": run.problems,
+    }
+
+
+def _rows_text(run: RunInfo) -> str:
+    if run.manifest is None:
+        return "-"
+    return str(sum(entry.rows for entry in run.manifest.tables))
+
+
+def _size(value: int) -> str:
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
+def _restore_json(result: RestoreResult) -> dict[str, Any]:
+    proof = result.proof
+    return {
+        "run": result.run,
+        "target": result.target,
+        "dry_run": result.dry_run,
+        "rows": result.rows,
+        "api_keys_checked": proof.keys_checked,
+        "api_keys_failed": proof.keys_failed,
+        "credentials_checked": proof.credentials_checked,
+        "credentials_failed": proof.credentials_failed,
+    }
+
+
+def _restore_lines(result: RestoreResult) -> list[str]:
+    proof = result.proof
+    action = "Verified" if result.dry_run else f"Restored into {result.target}"
+    lines = [f"{action}: run {result.run}"]
+    lines += [f"  {table}: {rows} rows" for table, rows in result.rows.items()]
+    lines.append(
+        f"API keys: {proof.keys_checked - len(proof.keys_failed)} of "
+        f"{proof.keys_checked} decrypt and match their hash."
+    )
+    lines.append(
+        f"Credentials: {proof.credentials_checked - len(proof.credentials_failed)} "
+        f"of {proof.credentials_checked} sampled decrypt."
+    )
+    return lines
+
+
+# Schedules
+
+
+topology_option = click.option(
+    "--topology",
+    "topology_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Topology file that declares the schedules. Default: infra/topology.yaml.",
+)
+
+
+@cli.group()
+def schedule() -> None:
+    """List the topology's schedules, or publish one now to the Pub/Sub emulator."""
+
+
+@schedule.command("list")
+@topology_option
+@pass_state
+def schedule_list(state: _State, topology_path: Path | None) -> None:
+    """List each schedule with its topic, cron, time zone and slots (UTC).
+
+    The current slot is the latest at or before now, the one that
+    'convergence schedule run' publishes; the next slot is the first after now.
+    """
+    topology = _topology(topology_path)
+    now = datetime.now(UTC)
+    entries = [
+        {
+            "name": entry.name,
+            "topic": entry.topic,
+            "schedule": entry.schedule,
+            "time_zone": entry.time_zone,
+            "current_slot": format_slot(current_slot(entry, now)),
+            "next_slot": format_slot(next_slot(entry, now)),
+        }
+        for entry in topology.schedules
+    ]
+    if not entries:
+        _emit(state, {"schedules": []}, ["The topology declares no schedules."])
+        return
+    headers = ("NAME", "TOPIC", "SCHEDULE", "TIME ZONE", "CURRENT SLOT", "NEXT SLOT")
+    rows = [
+        (
+            entry["name"],
+            entry["topic"],
+            entry["schedule"],
+            entry["time_zone"],
+            entry["current_slot"],
+            entry["next_slot"],
+        )
+        for entry in entries
+    ]
+    _emit(state, {"schedules": entries}, _table(headers, rows))
+
+
+@schedule.command("run")
+@click.argument("name")
+@topology_option
+@pass_state
+def schedule_run(state: _State, name: str, topology_path: Path | None) -> None:
+    """Publish schedule NAME's message now, for its current slot.
+
+    The message goes to the Pub/Sub emulator at PUBSUB_EMULATOR_HOST (the
+    local stack prints the value), in project PUBSUB_PROJECT_ID. Its
+    scheduled_for attribute is the latest slot at or before now, so the
+    consumer does that slot's work, and does it once however often the slot
+    is published. On Google Cloud, run the job itself with 'gcloud scheduler
+    jobs run NAME --location=REGION'.
+    """
+    host = state.settings.pubsub_emulator_host
+    if not host:
+        raise ConfigurationError(
+            "PUBSUB_EMULATOR_HOST is not set: this command publishes to the "
+            "Pub/Sub emulator of 'make run', whose banner prints the value. On "
+            "Google Cloud use 'gcloud scheduler jobs run NAME --location=REGION'"
+        )
+    topology = _topology(topology_path)
+    try:
+        entry = topology.schedule(name)
+    except KeyError:
+        raise CommandError(
+            f"no schedule named {name} in the topology; see 'convergence schedule list'"
+        ) from None
+    slot = current_slot(entry, datetime.now(UTC))
+    project = state.settings.pubsub_project_id
+    message_id = _publish_now(host, project, entry, slot)
+    document = {
+        "schedule": entry.name,
+        "topic": entry.topic,
+        "scheduled_for": format_slot(slot),
+        "message_id": message_id,
+    }
+    line = (
+        f"Published {entry.name} for slot {format_slot(slot)} to {entry.topic} "
+        f"on the emulator at {host} (message {message_id})."
+    )
+    _emit(state, document, [line])
+
+
+def _topology(path: Path | None) -> Topology:
+    try:
+        return load_topology(path or DEFAULT_TOPOLOGY_PATH)
+    except TopologyError as exc:
+        raise ConfigurationError(str(exc)) from None
+
+
+def _publish_now(host: str, project: str, entry: Schedule, slot: datetime) -> str:
+    from google.api_core.exceptions import GoogleAPIError
+
+    publisher = emulator_publisher(host)
+    try:
+        return publish_slot(publisher, project, entry, slot, timeout_seconds=15)
+    except (GoogleAPIError, TimeoutError) as exc:
+        raise UnavailableError(
+            f"publishing to topic {entry.topic} of project {project} on the "
+            f"emulator at {host} failed ({type(exc).__name__}); check that "
+            "'make run' is up and PUBSUB_EMULATOR_HOST matches its banner"
+        ) from None
+    finally:
+        publisher.stop()
 
 
 # Output

@@ -30,6 +30,8 @@ __all__ = ["ConfigError", "Settings", "get_settings", "load_settings"]
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 _RESOURCE_ID = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
+# One address, no display name: enough to catch a paste of the wrong value.
+_EMAIL = re.compile(r"^[^@\s<>,;]{1,64}@[^@\s<>,;]{1,255}$")
 
 
 class ConfigError(Exception):
@@ -112,7 +114,7 @@ class Settings(BaseSettings):
     # BigQuery's extract splits at 1 GB on its own.
     backup_shard_max_bytes: int = Field(default=256 << 20, ge=1024, le=1 << 30)
     # How long a started run keeps its claim on the day's slot. A redelivery
-    # within this time leaves the run to the attempt that holds the claim.
+    # within this time leaves the run to the attempt that made the claim.
     backup_claim_seconds: int = Field(default=900, ge=60, le=86400)
     # Base URL of a Cloud Storage emulator, e.g. http://127.0.0.1:9023; set,
     # the client sends no credentials. STORAGE_EMULATOR_HOST is read too.
@@ -120,6 +122,52 @@ class Settings(BaseSettings):
     storage_emulator_host: str | None = None
     # Project of the storage client; unset means the client's default.
     storage_project_id: str | None = None
+    # How long the storage client retries a failing request, in seconds.
+    storage_retry_seconds: float = Field(default=60.0, gt=0, le=600)
+
+    # Alerts (expiry_alerter); docs/alerts.md describes each rule.
+    # Days before expiry at which a key or credential is warned about, once
+    # each; comma-separated.
+    alert_expiry_lead_days: Annotated[list[int], NoDecode] = [7, 1]
+    # How far back a run looks for use of a key or credential after it expired.
+    alert_expired_use_lookback_hours: int = Field(default=24, ge=1, le=24 * 30)
+    # More than THRESHOLD failed authentications for one tenant, user and IP
+    # within WINDOW_MINUTES.
+    alert_auth_failure_threshold: int = Field(default=5, ge=1)
+    alert_auth_failure_window_minutes: int = Field(default=60, ge=1, le=24 * 60)
+    # More than RATE_THRESHOLD failed authentications in all within
+    # RATE_WINDOW_MINUTES.
+    alert_auth_failure_rate_threshold: int = Field(default=100, ge=1)
+    alert_auth_failure_rate_window_minutes: int = Field(default=1, ge=1, le=24 * 60)
+    # More than THRESHOLD failed KMS operations within WINDOW_MINUTES.
+    alert_kms_failure_threshold: int = Field(default=10, ge=1)
+    alert_kms_failure_window_minutes: int = Field(default=5, ge=1, le=24 * 60)
+    # How far back each run looks for bursts; more than the check interval, so
+    # late audit events and a missed run are still covered.
+    alert_lookback_minutes: int = Field(default=120, ge=1, le=7 * 24 * 60)
+    # A failed notification is retried by later runs for this long, at most
+    # ALERT_MAX_ATTEMPTS times per channel.
+    alert_retry_hours: int = Field(default=24, ge=1, le=24 * 30)
+    alert_max_attempts: int = Field(default=24, ge=1, le=1000)
+    # A run that claimed a notification and did not record the outcome within
+    # this time is presumed dead, and a later run sends it again.
+    alert_claim_seconds: int = Field(default=600, ge=30, le=86400)
+    alert_send_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    # Topic that receives every alert as JSON.
+    alert_topic: str = "alerts"
+    # Recipient of platform-wide alerts, and of tenant alerts when the tenant
+    # has no contact_email. Unset: those alerts go to Slack and Pub/Sub only.
+    alert_operator_email: str | None = None
+    # Email: set SMTP_HOST to send. STARTTLS is required unless the host is a
+    # loopback address.
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_from: str = "convergence-alerts@localhost"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = True
+    # Slack incoming webhook; the URL contains a token, so it is a secret.
+    slack_webhook_url: SecretStr | None = None
 
     cors_allowed_origins: Annotated[list[str], NoDecode] = []
     max_request_bytes: int = Field(default=64 * 1024, ge=1024, le=10 * 1024 * 1024)
@@ -138,6 +186,56 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [uri.strip() for uri in value.split(",") if uri.strip()]
         return value
+
+    @field_validator("alert_expiry_lead_days", mode="before")
+    @classmethod
+    def _split_lead_days(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("alert_expiry_lead_days")
+    @classmethod
+    def _check_lead_days(cls, value: list[int]) -> list[int]:
+        if not value or any(not 1 <= days <= 365 for days in value):
+            raise ValueError("list 1 or more whole days between 1 and 365, e.g. 7,1")
+        return sorted(set(value), reverse=True)
+
+    @field_validator("alert_operator_email", "smtp_from")
+    @classmethod
+    def _check_email(cls, value: str | None) -> str | None:
+        if value is not None and not _EMAIL.match(value):
+            raise ValueError("expected one email address such as ops@example.com")
+        return value
+
+    @field_validator("slack_webhook_url")
+    @classmethod
+    def _check_webhook(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        try:
+            return SecretStr(_endpoint_url(value.get_secret_value()))
+        except ValueError:
+            # The URL contains the webhook's token, so it is not quoted.
+            raise ValueError(
+                "expected an https:// Slack incoming webhook URL "
+                "(http:// for loopback only)"
+            ) from None
+
+    @model_validator(mode="after")
+    def _check_smtp_security(self) -> Settings:
+        if (
+            self.smtp_host is not None
+            and self.smtp_username is not None
+            and not self.smtp_starttls
+            and not _is_loopback(self.smtp_host)
+        ):
+            raise ValueError(
+                "SMTP_STARTTLS must be true when SMTP_USERNAME is set and "
+                "SMTP_HOST is not a loopback address: the password would travel "
+                "in plain text"
+            )
+        return self
 
     @field_validator(
         "aws_sts_endpoint",
@@ -211,6 +309,7 @@ class Settings(BaseSettings):
         "tenants_dataset_id",
         "pubsub_project_id",
         "audit_topic",
+        "alert_topic",
     )
     @classmethod
     def _check_resource_id(cls, value: str) -> str:

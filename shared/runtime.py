@@ -26,8 +26,9 @@ def build_audit_sink(settings: Settings, store: Store) -> AuditSink:
 
 def build_key_service(settings: Settings, store: Store | None = None) -> KeyService:
     store = store or build_store(settings)
+    audit = build_audit_sink(settings, store)
     cipher = EnvelopeCipher(
-        build_kms(settings),
+        build_kms(settings, audit=audit),
         settings.api_key_kms_path,
         data_key_seconds=settings.data_key_cache_seconds,
     )
@@ -38,4 +39,4 @@ def build_key_service(settings: Settings, store: Store | None = None) -> KeyServ
         verify_cache_seconds=settings.verify_cache_ttl_seconds,
         usage_flush_seconds=settings.usage_flush_seconds,
     )
-    return KeyService(store, cipher, build_audit_sink(settings, store), policy)
+    return KeyService(store, cipher, audit, policy)

@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -23,6 +24,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -146,15 +148,43 @@ class Function(_Entry):
 
 
 class Schedule(_Entry):
-    """A Cloud Scheduler job that publishes ``payload`` to ``topic`` on a cron."""
+    """A Cloud Scheduler job that publishes ``payload`` to ``topic`` on a cron.
+
+    Locally, ``shared.scheduler`` publishes it while the stack runs.
+    """
 
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,500}$")
     topic: PubSubId
     # Unix cron with five fields, read in time_zone, e.g. "0 3 * * *".
     schedule: str = Field(pattern=r"^\S+( \S+){4}$")
+    # An IANA time zone name, e.g. "Europe/Berlin".
     time_zone: str = "Etc/UTC"
     # Published as the JSON message data.
     payload: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("schedule")
+    @classmethod
+    def _check_cron(cls, value: str) -> str:
+        from croniter import croniter
+
+        if not croniter.is_valid(value):
+            raise ValueError(
+                f"{value!r} is not a valid cron expression: five fields, minute "
+                "hour day-of-month month day-of-week, e.g. '0 * * * *'"
+            )
+        return value
+
+    @field_validator("time_zone")
+    @classmethod
+    def _check_time_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"{value!r} is not an IANA time zone name such as Etc/UTC or "
+                "Europe/Berlin"
+            ) from None
+        return value
 
 
 class Topology(_Entry):
@@ -162,7 +192,8 @@ class Topology(_Entry):
     topics: tuple[Topic, ...]
     subscriptions: tuple[Subscription, ...] = ()
     functions: tuple[Function, ...]
-    # Cloud Scheduler jobs; infra/terraform creates them, the local stack does not.
+    # Cloud Scheduler jobs. infra/terraform creates them in the cloud, and the
+    # local stack publishes them itself (shared/scheduler.py).
     schedules: tuple[Schedule, ...] = ()
 
     @model_validator(mode="after")
@@ -189,6 +220,13 @@ class Topology(_Entry):
                     f"{schedule.topic!r} is not declared under topics"
                 )
         return self
+
+    def schedule(self, name: str) -> Schedule:
+        """Return the schedule called ``name``; KeyError if there is none."""
+        for schedule in self.schedules:
+            if schedule.name == name:
+                return schedule
+        raise KeyError(name)
 
     def function(self, name: str) -> Function:
         """Return the function called ``name``; KeyError if there is none."""

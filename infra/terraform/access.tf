@@ -81,11 +81,14 @@ locals {
     expiry_alerter = {
       kms_keys = {}
       tables = {
-        tenants         = "viewer" # contact_email
-        tenant_api_keys = "viewer"
-        tenant_usage    = "viewer"
+        tenants             = "viewer" # contact_email
+        tenant_api_keys     = "viewer"
+        tenant_credentials  = "viewer" # provider-reported expires_at
+        tenant_usage        = "viewer"
+        tenant_audit_logs   = "editor" # reads failures; alert.sent when publishing fails
+        alert_notifications = "editor" # the append-only notification ledger
       }
-      publish_topics = ["alerts"]
+      publish_topics = ["alerts", "audit-events"]
       buckets        = {}
       secrets = {
         SMTP_PASSWORD     = "smtp-password"

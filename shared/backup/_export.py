@@ -4,8 +4,8 @@
 in one transaction, so every table shows the same moment and the store is
 locked for the copy only. It then streams each table from the snapshot with
 ``fetchmany``, writes JSON lines into a temporary file per shard, and uploads
-a shard once it is full. Memory holds one batch of rows and one upload chunk,
-whatever the table size.
+a shard once it is full. Memory use is one batch of rows and one upload
+chunk, whatever the table size.
 
 ``BigQueryExporter`` runs one query job per table at a common
 ``FOR SYSTEM_TIME AS OF`` snapshot (audit rows deduplicated by ``event_id``),
@@ -13,6 +13,9 @@ then extracts each result to newline-delimited JSON. Job ids derive from the
 run, the table and the attempt, so a retried ``jobs.insert`` finds its job
 instead of starting a second one.
 """
+
+# SQL here is assembled from schema table and column names only.
+# ruff: noqa: S608
 
 from __future__ import annotations
 
@@ -123,7 +126,7 @@ class _Shard:
     def write(self, line: bytes) -> None:
         self.handle.write(line)
         self.sha256.update(line)
-        self.crc32c.update(line)
+        self.crc32c.update(line)  # type: ignore[no-untyped-call]
         self.rows += 1
         self.size += len(line)
 
@@ -140,7 +143,7 @@ def upload_file(
 ) -> FileEntry:
     """Upload one file write-once; an object left by an earlier attempt is replaced.
 
-    The caller holds the run's claim, and the run has no manifest yet, so an
+    The caller has the run's claim, and the run has no manifest yet, so an
     object already under ``name`` is an unfinished attempt's. Identical
     content is kept as it is; other content is replaced, guarded by its
     generation.
@@ -176,9 +179,9 @@ def remove_strays(
     An earlier attempt may have split the table into more shards; left in
     place, a wildcard read of the folder would mix them in.
     """
-    wanted = {file.name for file in keep}
+    expected = {file.name for file in keep}
     for info in list(bucket.list(table_prefix(table, run))):
-        if info.name not in wanted:
+        if info.name not in expected:
             _log.warning(
                 "deleting %s, left by an unfinished attempt of this run",
                 info.name,
@@ -212,16 +215,18 @@ class _TableWriter:
         self._current.write(line)
 
     def close(self) -> TableEntry:
-        if self._waiting is not None:
-            self._rotate()
-            self._upload(self._waiting, self._index)
-        else:
+        """Upload what is left and return the table's entry for the manifest."""
+        if self._waiting is None:
             self._upload(self._current, None)
-        self._current.handle.close()
+        else:
+            self._upload(self._waiting, self._index)
+            self._upload(self._current, self._index + 1)
+        self.abort()
         rows = sum(file.rows or 0 for file in self.files)
         return TableEntry(table=self._table, rows=rows, files=tuple(self.files))
 
     def abort(self) -> None:
+        """Close and so delete the temporary shard files."""
         for shard in (self._current, self._waiting):
             if shard is not None:
                 shard.handle.close()
@@ -314,7 +319,7 @@ class LocalExporter:
             snapshot_at = datetime.now(UTC)
             for name in tables:
                 con.execute(
-                    f"CREATE TABLE snapshot.{name} AS SELECT * FROM main.{name}"  # noqa: S608
+                    f"CREATE TABLE snapshot.{name} AS SELECT * FROM main.{name}"
                 )
             con.execute("COMMIT")
             con.execute("DETACH snapshot")
@@ -337,8 +342,7 @@ class LocalExporter:
     ) -> TableEntry:
         order = table.primary_key or table.column_names[0]
         cursor = con.execute(
-            f"SELECT {', '.join(table.column_names)} FROM {table.name} "  # noqa: S608
-            f"ORDER BY {order}"
+            f"SELECT {', '.join(table.column_names)} FROM {table.name} ORDER BY {order}"
         )
         writer = _TableWriter(bucket, table.name, run, self._shard_max)
         track = self._key_tracker(table, keys)
@@ -390,7 +394,7 @@ def connect_duckdb(
                 raise StoreError(f"cannot open DuckDB file {path}") from exc
             if time.monotonic() > deadline:
                 raise TransientStoreError(
-                    f"DuckDB file {path} is busy: another process holds it"
+                    f"DuckDB file {path} is locked by another process; retry later"
                 ) from None
             time.sleep(delay * (1 + random.random()))  # noqa: S311 - jitter
             delay = min(delay * 2, 0.25)
@@ -465,10 +469,7 @@ class BigQueryExporter:
         from google.cloud import bigquery
 
         dataset = f"{self._client.project}.{self.dataset}"
-        sql = (
-            f"SELECT * FROM `{dataset}.{name}` "  # noqa: S608
-            "FOR SYSTEM_TIME AS OF @snapshot_at"
-        )
+        sql = f"SELECT * FROM `{dataset}.{name}` FOR SYSTEM_TIME AS OF @snapshot_at"
         if name == AUDIT_TABLE:
             # Reads of the audit table keep one row per event (docs/bigquery.md).
             sql += (
@@ -501,7 +502,7 @@ class BigQueryExporter:
                 query.destination,
                 f"gs://{bucket_name}/{destination}",
                 job_id=job_id,
-                job_config=bigquery.ExtractJobConfig(
+                job_config=bigquery.ExtractJobConfig(  # type: ignore[no-untyped-call]
                     destination_format="NEWLINE_DELIMITED_JSON"
                 ),
                 location=self._location,

@@ -1,4 +1,4 @@
-"""Where a backup run's objects live in the bucket, and how runs are named.
+"""Object names of a backup run in the bucket, and the names of runs.
 
 A run is named after its scheduled day, ``backup-YYYYMMDD`` (UTC), so every
 delivery of one day's trigger names the same objects::

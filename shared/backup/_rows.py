@@ -49,7 +49,7 @@ def decode_row(table: Table, line: bytes) -> list[Any]:
     unknown = sorted(set(document) - set(table.column_names))
     if unknown:
         raise ValueError(f"unknown columns {unknown}")
-    values = []
+    values: list[Any] = []
     for column in table.columns:
         value = document.get(column.name)
         if value is None:

@@ -7,8 +7,8 @@ bucket unchanged (same size, CRC32C and generation). ``BackupRunner.run``:
    ``DamagedRunError`` if its manifest lists a file that is missing or changed;
 2. claims the slot by creating ``claims/<run>.json`` write-once. A claim
    younger than ``claim_seconds`` belongs to an attempt that may still be
-   running, so ``RunInProgressError`` (transient) asks for a retry later; an
-   older claim is taken over, guarded by its generation;
+   running, so ``RunInProgressError`` (transient) is raised and the trigger
+   is retried later. An older claim is taken over, guarded by its generation;
 3. exports the tables, then writes the manifest, write-once and last.
 
 Retention (``apply_retention``) deletes a run when its day is more than
@@ -63,7 +63,7 @@ class DamagedRunError(BackupError):
 
 
 class RunInProgressError(TransientStorageError):
-    """Another attempt holds the slot's claim; retry once it has finished."""
+    """Another attempt has the slot's claim; retry once it has finished."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ class RunInfo:
         return sum(info.size for info in self.objects)
 
 
-# A callable that tells whether the current KMS keys hold a key entry's versions.
+# Returns whether the current KMS keys contain every version a key entry lists.
 KeyCheck = Callable[[KmsKeyEntry], bool]
 
 
@@ -175,8 +175,8 @@ class BackupRunner:
             self._bucket.write_once(name, io.BytesIO(body), len(body))
             return attempt
         except ObjectExistsError as exists:
-            held = exists.existing
-        until = _claim_expiry(self._bucket, held)
+            claimed = exists.existing
+        until = _claim_expiry(self._bucket, claimed)
         if until is not None and until > now:
             raise RunInProgressError(
                 f"run {run} is claimed by another attempt until "
@@ -188,7 +188,7 @@ class BackupRunner:
             extra={"labels": {"run": run}},
         )
         try:
-            self._bucket.replace(name, io.BytesIO(body), len(body), held.generation)
+            self._bucket.replace(name, io.BytesIO(body), len(body), claimed.generation)
         except ObjectExistsError:
             raise RunInProgressError(
                 f"another attempt took over run {run} first; retry later"

@@ -1,10 +1,10 @@
 """The backup bucket, through ``google-cloud-storage``, with write-once objects.
 
 Every object is created with the precondition ``ifGenerationMatch=0``, so a
-second writer of the same name gets HTTP 412 instead of replacing it. Before
-it uploads, ``write_once`` also looks the object up, because the Cloud Storage
-emulator (gcp-storage-emulator 2026.7.19) ignores preconditions; that lookup
-is what makes a second write fail on the emulator too. Errors of the client
+second writer of the same name gets HTTP 412 instead of replacing it. The
+Cloud Storage emulator (gcp-storage-emulator 2026.7.19) ignores preconditions.
+So ``write_once`` also looks the object up before it uploads, and a second
+write fails on the emulator too, unless two writers race. Errors of the client
 library become ``StorageError`` or ``TransientStorageError`` here.
 
 ``google.cloud.storage`` is imported when the first bucket is built, so a
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
@@ -60,22 +60,27 @@ class ObjectInfo:
 
 def crc32c_text(checksum: google_crc32c.Checksum) -> str:
     """Return a running CRC32C as Cloud Storage prints it: base64, big-endian."""
-    return base64.b64encode(checksum.digest()).decode("ascii")
+    digest = checksum.digest()  # type: ignore[no-untyped-call]
+    return base64.b64encode(digest).decode("ascii")
 
 
 class Bucket:
     """One bucket of backups."""
 
-    def __init__(self, client: Any, name: str) -> None:
+    def __init__(self, client: Any, name: str, *, retry_seconds: float = 60.0) -> None:
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
         self._client = client
         self._bucket = client.bucket(name)
         self.name = name
+        # The client retries failed requests with backoff until this deadline.
+        self._retry = DEFAULT_RETRY.with_timeout(retry_seconds)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Bucket:
         """Build a client for the emulator the settings name, or for Google's API."""
         from google.auth.credentials import AnonymousCredentials
-        from google.cloud import storage
+        from google.cloud import storage  # type: ignore[attr-defined]
 
         endpoint = settings.storage_endpoint
         if endpoint:
@@ -86,14 +91,20 @@ class Bucket:
             )
         else:
             client = storage.Client(project=settings.storage_project_id)
-        return cls(client, settings.backup_bucket)
+        return cls(
+            client, settings.backup_bucket, retry_seconds=settings.storage_retry_seconds
+        )
 
     def create_if_missing(self) -> None:
         """Create the bucket (emulator and tests); production buckets come from IaC."""
+        from google.api_core import exceptions
+
         with _wrapped(f"bucket {self.name}"):
-            if self._bucket.exists():
+            if self._bucket.exists(retry=self._retry):
                 return
-            self._client.create_bucket(self.name)
+            # A concurrent delivery may create it first.
+            with suppress(exceptions.Conflict):
+                self._client.create_bucket(self.name, retry=self._retry)
 
     def write_once(self, name: str, source: IO[bytes], size: int) -> ObjectInfo:
         """Create ``name`` from ``source``; ObjectExistsError if it exists."""
@@ -110,12 +121,13 @@ class Bucket:
 
     def stat(self, name: str) -> ObjectInfo | None:
         with _wrapped(name):
-            blob = self._bucket.get_blob(name)
+            blob = self._bucket.get_blob(name, retry=self._retry)
         return None if blob is None else _info(blob)
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         with _wrapped(f"objects under {prefix}"):
-            for blob in self._client.list_blobs(self.name, prefix=prefix):
+            blobs = self._client.list_blobs(self.name, prefix=prefix, retry=self._retry)
+            for blob in blobs:
                 yield _info(blob)
 
     def read(self, info: ObjectInfo) -> Iterator[bytes]:
@@ -125,7 +137,9 @@ class Bucket:
         blob = self._bucket.blob(info.name, generation=info.generation)
         with _wrapped(info.name):
             try:
-                with blob.open("rb", chunk_size=CHUNK_BYTES) as reader:
+                with blob.open(
+                    "rb", chunk_size=CHUNK_BYTES, retry=self._retry
+                ) as reader:
                     while chunk := reader.read(CHUNK_BYTES):
                         yield chunk
             except exceptions.NotFound:
@@ -147,7 +161,7 @@ class Bucket:
         blob = self._bucket.blob(name)
         with _wrapped(name):
             try:
-                blob.delete(if_generation_match=generation)
+                blob.delete(if_generation_match=generation, retry=self._retry)
             except exceptions.NotFound:
                 return False
         return True
@@ -166,6 +180,7 @@ class Bucket:
                     content_type=_CONTENT_TYPE,
                     if_generation_match=generation,
                     checksum="crc32c",
+                    retry=self._retry,
                 )
             except exceptions.PreconditionFailed:
                 pass
@@ -189,7 +204,7 @@ def _wrapped(what: str) -> Iterator[None]:
         raise _error(what, exc) from None
     except requests.exceptions.RequestException as exc:
         raise TransientStorageError(
-            f"Cloud Storage did not answer on {what} ({type(exc).__name__}); retry"
+            f"Cloud Storage did not respond on {what} ({type(exc).__name__}); retry"
         ) from None
 
 

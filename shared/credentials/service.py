@@ -394,7 +394,7 @@ def build_credential_service(
 ) -> CredentialService:
     """Build the service from settings, sharing the caller's store and audit sink."""
     cipher = EnvelopeCipher(
-        build_kms(settings),
+        build_kms(settings, audit=audit),
         settings.credentials_kms_path,
         data_key_seconds=settings.data_key_cache_seconds,
     )
@@ -425,4 +425,11 @@ def _name(value: object) -> str | None:
         raise CredentialInputError(
             "name", f"must be a string of 1 to {_MAX_NAME_CHARS} characters"
         )
+    try:
+        # JSON admits lone surrogate escapes, which the store cannot encode.
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise CredentialInputError(
+            "name", "contains a lone UTF-16 surrogate; send valid Unicode text"
+        ) from None
     return value.strip()

@@ -9,17 +9,28 @@ Writes are append-mostly: rows are inserted once, and only revocation and
 rotation change a key row. Usage is appended in batches, never updated.
 Credential rows change on deletion and restore, and are erased (removed)
 only once their recovery window has passed.
+
+The alert queries (``list_expiring``, ``list_used_after_expiry``,
+``find_event_bursts``) read across tenants: they serve the expiry alerter, an
+operator job, and each row they return names its tenant. They aggregate in
+SQL, and on BigQuery count each audit ``event_id`` once. The notification
+ledger (``alert_notifications``) is append-only: ``record_notification``
+inserts a row only if its id is new.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
 from shared.store.models import (
     ApiKeyRecord,
     CredentialRecord,
+    EventBurst,
+    ExpiringItem,
+    NotificationRecord,
+    NotificationState,
     Tenant,
     UsageBatch,
     User,
@@ -30,9 +41,14 @@ if TYPE_CHECKING:
     from shared.events import AuditEvent
 
 __all__ = [
+    "BURST_GROUP_COLUMNS",
     "AlreadyExistsError",
     "ApiKeyRecord",
     "CredentialRecord",
+    "EventBurst",
+    "ExpiringItem",
+    "NotificationRecord",
+    "NotificationState",
     "Store",
     "StoreError",
     "Tenant",
@@ -41,6 +57,10 @@ __all__ = [
     "User",
     "build_store",
 ]
+
+
+# Audit columns that ``find_event_bursts`` may group by.
+BURST_GROUP_COLUMNS = ("tenant_id", "user_id", "ip_address")
 
 
 class StoreError(Exception):
@@ -65,7 +85,8 @@ class Store(Protocol):
 
     def get_api_key(self, tenant_id: str, api_key_id: str) -> ApiKeyRecord | None: ...
 
-    def find_api_key_by_hash(self, api_key_hash: str) -> ApiKeyRecord | None: ...
+    def find_api_key_by_hash(self, api_key_hash: str) -> ApiKeyRecord | None:
+        """Return the key with this hash in any tenant; last_used_at may be None."""
 
     def list_api_keys(self, tenant_id: str) -> list[ApiKeyRecord]: ...
 
@@ -139,6 +160,60 @@ class Store(Protocol):
         limit: int = 100,
     ) -> list[AuditEvent]:
         """Return the newest events first; ``tenant_id=None`` means platform-wide."""
+
+    # Alerts
+
+    def list_expiring(self, now: datetime, until: datetime) -> list[ExpiringItem]:
+        """Return active keys and credentials that expire after ``now``, by ``until``.
+
+        Keys that were rotated (another key names them in rotated_from_key_id)
+        are left out: their expiry ends a grace period someone chose.
+        """
+
+    def list_used_after_expiry(
+        self, since: datetime, until: datetime
+    ) -> list[ExpiringItem]:
+        """Return keys and credentials used, or tried, at or after their expiry.
+
+        A key counts when an ``authentication.failed`` event with reason
+        ``expired`` names it, or a ``tenant_usage`` batch recorded since
+        ``since`` shows a use at or after its expiry. A credential counts when
+        a ``credentials.accessed`` event names it. Only events and uses from
+        ``since`` until before ``until`` are read.
+        """
+
+    def find_event_bursts(
+        self,
+        event_type: str,
+        *,
+        group_by: Sequence[str],
+        threshold: int,
+        window: timedelta,
+        since: datetime,
+        until: datetime,
+    ) -> list[EventBurst]:
+        """Find where more than ``threshold`` events fell within ``window``.
+
+        Events are grouped by the ``group_by`` columns (a subset of
+        ``BURST_GROUP_COLUMNS``). An event at time t crosses the threshold when
+        more than ``threshold`` events of its group happened in (t - window, t].
+        Crossing events from ``since`` until before ``until`` are reported,
+        one ``EventBurst`` per group and window-length bucket; events from
+        ``since - window`` on are counted.
+        """
+
+    def record_notification(self, record: NotificationRecord) -> bool:
+        """Insert a ledger row unless its id exists; return whether it was written.
+
+        A ``claimed`` row is also not written once the alert has a ``sent``
+        row on the same channel.
+        """
+
+    def notification_states(self, alert_keys: Sequence[str]) -> list[NotificationState]:
+        """Return the ledger state of these alerts, per alert and channel."""
+
+    def unsent_notifications(self, claimed_since: datetime) -> list[NotificationState]:
+        """Return states without a sent row whose last claim is at or after the time."""
 
 
 def build_store(settings: Settings) -> Store:

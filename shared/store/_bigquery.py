@@ -48,9 +48,18 @@ from google.cloud import bigquery
 
 from shared.events import AuditEvent
 from shared.store import AlreadyExistsError, StoreError, TransientStoreError
+from shared.store._bursts import (
+    bucket_start,
+    check_group_columns,
+    window_microseconds,
+)
 from shared.store.models import (
     ApiKeyRecord,
     CredentialRecord,
+    EventBurst,
+    ExpiringItem,
+    NotificationRecord,
+    NotificationState,
     Tenant,
     UsageBatch,
     User,
@@ -115,6 +124,12 @@ _CREDENTIALS = TABLES["tenant_credentials"]
 _TENANTS = TABLES["tenants"]
 _USAGE = TABLES["tenant_usage"]
 _USERS = TABLES["users"]
+_NOTIFICATIONS = TABLES["alert_notifications"]
+
+# Alert queries read audit rows by occurred_at; the partition filter on
+# created_at reaches back this much further, for clock skew between the
+# publisher and the audit writer.
+_AUDIT_WRITE_SKEW = timedelta(hours=1)
 
 _KEY_SELECT = (
     "SELECT "
@@ -455,6 +470,111 @@ class BigQueryStore:
         result = self._query(query, parameters)
         return [_audit_from_row(row) for row in result.rows]
 
+    # Alerts
+
+    def list_expiring(self, now: datetime, until: datetime) -> list[ExpiringItem]:
+        result = self._query(
+            _EXPIRING_SQL,
+            [
+                _scalar("now", "TIMESTAMP", now),
+                _scalar("until", "TIMESTAMP", until),
+            ],
+        )
+        return [_expiring_from_row(row) for row in result.rows]
+
+    def list_used_after_expiry(
+        self, since: datetime, until: datetime
+    ) -> list[ExpiringItem]:
+        result = self._query(
+            _USED_AFTER_EXPIRY_SQL,
+            [
+                _scalar("since", "TIMESTAMP", since),
+                _scalar("until", "TIMESTAMP", until),
+                _scalar("created_since", "TIMESTAMP", since - _AUDIT_WRITE_SKEW),
+            ],
+        )
+        return [_expiring_from_row(row) for row in result.rows]
+
+    def find_event_bursts(
+        self,
+        event_type: str,
+        *,
+        group_by: Sequence[str],
+        threshold: int,
+        window: timedelta,
+        since: datetime,
+        until: datetime,
+    ) -> list[EventBurst]:
+        columns = check_group_columns(group_by)
+        window_us = window_microseconds(window)
+        context_since = since - window
+        result = self._query(
+            _burst_sql(columns),
+            [
+                _scalar("event_type", "STRING", event_type),
+                _scalar("context_since", "TIMESTAMP", context_since),
+                _scalar("since", "TIMESTAMP", since),
+                _scalar("until", "TIMESTAMP", until),
+                _scalar("threshold", "INT64", int(threshold)),
+                _scalar("window_us", "INT64", window_us),
+                _scalar(
+                    "created_since", "TIMESTAMP", context_since - _AUDIT_WRITE_SKEW
+                ),
+            ],
+        )
+        return [
+            EventBurst(
+                group=tuple((column, row[column]) for column in columns),
+                bucket_start=bucket_start(int(row["bucket"]), window_us),
+                first_at=row["first_at"],
+                last_at=row["last_at"],
+                count=int(row["event_count"]),
+            )
+            for row in result.rows
+        ]
+
+    def record_notification(self, record: NotificationRecord) -> bool:
+        where = None
+        parameters: list[bigquery.ScalarQueryParameter] = []
+        if record.status == "claimed":
+            where = (
+                "NOT EXISTS (SELECT 1 FROM alert_notifications "
+                "WHERE alert_key = @alert_key AND channel = @channel "
+                "AND status = 'sent')"
+            )
+            parameters = [
+                _scalar("alert_key", "STRING", record.alert_key),
+                _scalar("channel", "STRING", record.channel),
+            ]
+        result = self._insert(
+            _NOTIFICATIONS,
+            [_values(_NOTIFICATIONS, record)],
+            unique=("notification_id",),
+            where=where,
+            parameters=parameters,
+        )
+        return result.affected > 0
+
+    def notification_states(self, alert_keys: Sequence[str]) -> list[NotificationState]:
+        if not alert_keys:
+            return []
+        result = self._query(
+            _STATE_SQL.format(where="alert_key IN UNNEST(@keys)", having="TRUE"),
+            [bigquery.ArrayQueryParameter("keys", "STRING", list(alert_keys))],
+        )
+        return [_state_from_row(row) for row in result.rows]
+
+    def unsent_notifications(self, claimed_since: datetime) -> list[NotificationState]:
+        having = (
+            "LOGICAL_OR(status = 'sent') IS NOT TRUE "
+            "AND MAX(IF(status = 'claimed', recorded_at, NULL)) >= @since"
+        )
+        result = self._query(
+            _STATE_SQL.format(where="TRUE", having=having),
+            [_scalar("since", "TIMESTAMP", claimed_since)],
+        )
+        return [_state_from_row(row) for row in result.rows]
+
     # Statements
 
     def _insert(
@@ -736,6 +856,150 @@ def _rotate_sql() -> str:
 
 
 _ROTATE_SQL = _rotate_sql()
+
+
+# Alert queries
+
+# Audit rows of the last ``@created_since`` partitions, one per event_id.
+_AUDIT_EVENTS = (
+    "SELECT * FROM tenant_audit_logs "
+    "WHERE created_at >= @created_since AND {where} "
+    "QUALIFY ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY created_at) = 1"
+)
+
+_EXPIRING_SQL = """
+SELECT 'api_key' AS kind, k.tenant_id, k.api_key_id AS item_id,
+       k.key_prefix AS label, k.name, CAST(NULL AS STRING) AS provider,
+       k.expires_at, t.contact_email, CAST(NULL AS TIMESTAMP) AS last_used_at
+FROM tenant_api_keys AS k LEFT JOIN tenants AS t ON t.tenant_id = k.tenant_id
+WHERE k.is_active AND k.expires_at > @now AND k.expires_at <= @until
+  AND NOT EXISTS (SELECT 1 FROM tenant_api_keys AS n
+                  WHERE n.tenant_id = k.tenant_id
+                    AND n.rotated_from_key_id = k.api_key_id)
+UNION ALL
+SELECT 'credential', c.tenant_id, c.credential_id, c.account_hint, c.name,
+       c.provider, c.expires_at, t.contact_email, CAST(NULL AS TIMESTAMP)
+FROM tenant_credentials AS c LEFT JOIN tenants AS t ON t.tenant_id = c.tenant_id
+WHERE c.is_active AND c.expires_at > @now AND c.expires_at <= @until
+ORDER BY expires_at, kind, item_id
+"""
+
+_EXPIRED_FAILURES = _AUDIT_EVENTS.format(
+    where="event_type = 'authentication.failed' "
+    "AND JSON_VALUE(details, '$.reason') = 'expired' "
+    "AND occurred_at >= @since AND occurred_at < @until"
+)
+_ACCESSES = _AUDIT_EVENTS.format(
+    where="event_type = 'credentials.accessed' "
+    "AND occurred_at >= @since AND occurred_at < @until"
+)
+
+_USED_AFTER_EXPIRY_SQL = f"""
+WITH expired_failures AS ({_EXPIRED_FAILURES}),
+accesses AS ({_ACCESSES}), key_uses AS (
+  SELECT tenant_id, JSON_VALUE(details, '$.api_key_id') AS item_id,
+         occurred_at AS used_at
+  FROM expired_failures
+  UNION ALL
+  SELECT tenant_id, api_key_id, last_used_at FROM tenant_usage
+  WHERE recorded_at >= @since AND last_used_at < @until
+), credential_uses AS (
+  SELECT tenant_id, JSON_VALUE(details, '$.credential_id') AS item_id,
+         occurred_at AS used_at
+  FROM accesses
+)
+SELECT 'api_key' AS kind, k.tenant_id, k.api_key_id AS item_id,
+       k.key_prefix AS label, k.name, CAST(NULL AS STRING) AS provider,
+       k.expires_at, t.contact_email, MAX(u.used_at) AS last_used_at
+FROM tenant_api_keys AS k
+JOIN key_uses AS u ON u.tenant_id = k.tenant_id AND u.item_id = k.api_key_id
+LEFT JOIN tenants AS t ON t.tenant_id = k.tenant_id
+WHERE u.used_at >= k.expires_at
+GROUP BY k.tenant_id, k.api_key_id, k.key_prefix, k.name, k.expires_at,
+         t.contact_email
+UNION ALL
+SELECT 'credential', c.tenant_id, c.credential_id, c.account_hint, c.name,
+       c.provider, c.expires_at, t.contact_email, MAX(u.used_at)
+FROM tenant_credentials AS c
+JOIN credential_uses AS u
+  ON u.tenant_id = c.tenant_id AND u.item_id = c.credential_id
+LEFT JOIN tenants AS t ON t.tenant_id = c.tenant_id
+WHERE u.used_at >= c.expires_at
+GROUP BY c.tenant_id, c.credential_id, c.account_hint, c.name, c.provider,
+         c.expires_at, t.contact_email
+ORDER BY kind, item_id
+"""
+
+_STATE_SQL = """
+SELECT alert_key, channel,
+       COUNTIF(status = 'claimed') AS attempts,
+       COALESCE(MAX(IF(status = 'claimed', attempt, NULL)), -1)
+         > COALESCE(MAX(IF(status != 'claimed', attempt, NULL)), -1)
+         AS open_claim,
+       LOGICAL_OR(status = 'sent') IS TRUE AS sent,
+       MAX(IF(status = 'claimed', recorded_at, NULL)) AS last_claimed_at,
+       MAX(alert) AS alert
+FROM alert_notifications WHERE {where}
+GROUP BY alert_key, channel HAVING {having}
+ORDER BY alert_key, channel
+"""
+
+
+def _burst_sql(columns: Sequence[str]) -> str:
+    """Return the bursts query; ``DuckDBStore`` documents the method."""
+    group = "".join(f"{column}, " for column in columns)
+    partition = f"PARTITION BY {', '.join(columns)} " if columns else ""
+    same_group = "".join(
+        f" AND f.{column} IS NOT DISTINCT FROM e.{column}" for column in columns
+    )
+    selected = "".join(f"e.{column}, " for column in columns)
+    events = _AUDIT_EVENTS.format(
+        where="event_type = @event_type "
+        "AND occurred_at > @context_since AND occurred_at < @until"
+    )
+    return f"""
+WITH events AS ({events}),
+ranked AS (
+  SELECT {group}occurred_at,
+         ROW_NUMBER() OVER ({partition}ORDER BY occurred_at, event_id) AS position
+  FROM events
+)
+SELECT {selected}DIV(UNIX_MICROS(e.occurred_at), @window_us) AS bucket,
+       MIN(f.occurred_at) AS first_at, MAX(e.occurred_at) AS last_at,
+       MAX(e.position) - MIN(f.position) + 1 AS event_count
+FROM ranked AS e
+JOIN ranked AS f ON f.position = e.position - @threshold{same_group}
+WHERE UNIX_MICROS(f.occurred_at) > UNIX_MICROS(e.occurred_at) - @window_us
+  AND e.occurred_at >= @since
+GROUP BY {selected}bucket
+ORDER BY bucket
+"""
+
+
+def _expiring_from_row(row: Mapping[str, Any]) -> ExpiringItem:
+    return ExpiringItem(
+        kind=row["kind"],
+        tenant_id=row["tenant_id"],
+        item_id=row["item_id"],
+        label=row["label"],
+        name=row["name"],
+        provider=row["provider"],
+        expires_at=row["expires_at"],
+        contact_email=row["contact_email"],
+        last_used_at=row["last_used_at"],
+    )
+
+
+def _state_from_row(row: Mapping[str, Any]) -> NotificationState:
+    return NotificationState(
+        alert_key=row["alert_key"],
+        channel=row["channel"],
+        attempts=int(row["attempts"]),
+        open_claim=bool(row["open_claim"]),
+        sent=bool(row["sent"]),
+        last_claimed_at=row["last_claimed_at"],
+        alert=row["alert"],
+    )
 
 
 # Errors and tables

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,18 @@ import duckdb
 
 from shared.events import AuditEvent
 from shared.store import AlreadyExistsError, StoreError, TransientStoreError
+from shared.store._bursts import (
+    bucket_start,
+    check_group_columns,
+    window_microseconds,
+)
 from shared.store.models import (
     ApiKeyRecord,
     CredentialRecord,
+    EventBurst,
+    ExpiringItem,
+    NotificationRecord,
+    NotificationState,
     Tenant,
     UsageBatch,
     User,
@@ -49,6 +59,18 @@ _CREDENTIAL_COLUMNS = (
 _AUDIT_COLUMNS = (
     "event_id, event_type, tenant_id, user_id, actor_id, ip_address, user_agent, "
     "occurred_at, created_at, details"
+)
+_AUDIT_TYPES = {
+    column.name: duckdb_type(column.type)
+    for column in TABLES["tenant_audit_logs"].columns
+}
+# RETURNING lists the rows written, so redelivered event ids are not counted.
+_INSERT_AUDIT = (
+    f"INSERT INTO tenant_audit_logs ({_AUDIT_COLUMNS}) SELECT "
+    + ", ".join(
+        f"unnest(?::{_AUDIT_TYPES[name]}[])" for name in _AUDIT_COLUMNS.split(", ")
+    )
+    + " ON CONFLICT DO NOTHING RETURNING event_id"
 )
 _LAST_USED = (
     "(SELECT max(u.last_used_at) FROM tenant_usage u "
@@ -145,7 +167,9 @@ class DuckDBStore:
         )
 
     def find_api_key_by_hash(self, api_key_hash: str) -> ApiKeyRecord | None:
-        return self._one_key("k.api_key_hash = ?", [api_key_hash])
+        # Verification does not need last_used_at, and its subquery scans
+        # tenant_usage, which has no index, so here it stays None.
+        return self._one_key("k.api_key_hash = ?", [api_key_hash], last_used=False)
 
     def list_api_keys(self, tenant_id: str) -> list[ApiKeyRecord]:
         with self._transaction() as con:
@@ -287,14 +311,13 @@ class DuckDBStore:
         if not events:
             return 0
         now = datetime.now(UTC)
+        rows = [_audit_row(event, now) for event in events]
+        # One statement per batch, with one list parameter per column,
+        # because executemany would run one INSERT per event.
+        columns = [list(column) for column in zip(*rows, strict=True)]
         with self._transaction() as con:
-            before = _count(con, "tenant_audit_logs")
-            con.executemany(
-                f"INSERT INTO tenant_audit_logs ({_AUDIT_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                [_audit_row(event, now) for event in events],
-            )
-            return _count(con, "tenant_audit_logs") - before
+            written = con.execute(_INSERT_AUDIT, columns).fetchall()
+        return len(written)
 
     def list_audit_events(
         self,
@@ -316,6 +339,82 @@ class DuckDBStore:
         with self._transaction() as con:
             rows = con.execute(query, parameters).fetchall()
         return [_audit_from_row(row) for row in rows]
+
+    # Alerts
+
+    def list_expiring(self, now: datetime, until: datetime) -> list[ExpiringItem]:
+        with self._transaction() as con:
+            rows = con.execute(_EXPIRING_SQL, {"now": now, "until": until}).fetchall()
+        return [ExpiringItem(*row) for row in rows]
+
+    def list_used_after_expiry(
+        self, since: datetime, until: datetime
+    ) -> list[ExpiringItem]:
+        with self._transaction() as con:
+            rows = con.execute(
+                _USED_AFTER_EXPIRY_SQL, {"since": since, "until": until}
+            ).fetchall()
+        return [ExpiringItem(*row) for row in rows]
+
+    def find_event_bursts(
+        self,
+        event_type: str,
+        *,
+        group_by: Sequence[str],
+        threshold: int,
+        window: timedelta,
+        since: datetime,
+        until: datetime,
+    ) -> list[EventBurst]:
+        columns = check_group_columns(group_by)
+        window_us = window_microseconds(window)
+        parameters = {
+            "event_type": event_type,
+            "context_since": since - window,
+            "since": since,
+            "until": until,
+            "threshold": int(threshold),
+            "window_us": window_us,
+        }
+        with self._transaction() as con:
+            rows = con.execute(_burst_sql(columns), parameters).fetchall()
+        return [_burst_from_row(columns, row, window_us) for row in rows]
+
+    def record_notification(self, record: NotificationRecord) -> bool:
+        with self._transaction() as con:
+            if record.status == "claimed":
+                sent = con.execute(
+                    "SELECT 1 FROM alert_notifications WHERE alert_key = ? "
+                    "AND channel = ? AND status = 'sent' LIMIT 1",
+                    [record.alert_key, record.channel],
+                ).fetchone()
+                if sent:
+                    return False
+            written = con.execute(
+                f"INSERT INTO alert_notifications ({_NOTIFICATION_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING "
+                "RETURNING notification_id",
+                [getattr(record, name) for name in _NOTIFICATIONS.column_names],
+            ).fetchall()
+        return bool(written)
+
+    def notification_states(self, alert_keys: Sequence[str]) -> list[NotificationState]:
+        if not alert_keys:
+            return []
+        query = _STATE_SQL.format(
+            where="alert_key IN (SELECT unnest($keys::VARCHAR[]))", having="TRUE"
+        )
+        with self._transaction() as con:
+            rows = con.execute(query, {"keys": list(alert_keys)}).fetchall()
+        return [NotificationState(*row) for row in rows]
+
+    def unsent_notifications(self, claimed_since: datetime) -> list[NotificationState]:
+        query = _STATE_SQL.format(
+            where="TRUE", having="sent = false AND last_claimed_at >= $since"
+        )
+        with self._transaction() as con:
+            rows = con.execute(query, {"since": claimed_since}).fetchall()
+        return [NotificationState(*row) for row in rows]
 
     # Connection handling
 
@@ -364,6 +463,9 @@ class DuckDBStore:
         with self._thread_lock:
             for table in TABLES.values():
                 con.execute(create_table_sql(table))
+            # The file holds hashes and ciphertexts only, but no one else
+            # needs to read it.
+            os.chmod(self._path, 0o600)
             self._schema_ready = True
 
     def _insert_key(self, con: duckdb.DuckDBPyConnection, record: ApiKeyRecord) -> None:
@@ -376,14 +478,141 @@ class DuckDBStore:
         except duckdb.ConstraintException:
             raise AlreadyExistsError("API key id or hash already exists") from None
 
-    def _one_key(self, where: str, parameters: list[Any]) -> ApiKeyRecord | None:
+    def _one_key(
+        self, where: str, parameters: list[Any], *, last_used: bool = True
+    ) -> ApiKeyRecord | None:
+        columns = f"{_KEY_COLUMNS}, {_LAST_USED}" if last_used else _KEY_COLUMNS
         with self._transaction() as con:
             row = con.execute(
-                f"SELECT {_KEY_COLUMNS}, {_LAST_USED} FROM tenant_api_keys k "
-                f"WHERE {where}",
+                f"SELECT {columns} FROM tenant_api_keys k WHERE {where}",
                 parameters,
             ).fetchone()
         return _key_from_row(row) if row else None
+
+
+# Alert queries. Named parameters ($name) because some values appear twice.
+
+_NOTIFICATIONS = TABLES["alert_notifications"]
+_NOTIFICATION_COLUMNS = ", ".join(_NOTIFICATIONS.column_names)
+
+# Column order of ExpiringItem.
+_EXPIRING_SQL = """
+SELECT 'api_key', k.tenant_id, k.api_key_id, k.key_prefix, k.name, NULL,
+       k.expires_at, t.contact_email, NULL
+FROM tenant_api_keys k LEFT JOIN tenants t ON t.tenant_id = k.tenant_id
+WHERE k.is_active AND k.expires_at > $now AND k.expires_at <= $until
+  AND NOT EXISTS (SELECT 1 FROM tenant_api_keys n
+                  WHERE n.tenant_id = k.tenant_id
+                    AND n.rotated_from_key_id = k.api_key_id)
+UNION ALL
+SELECT 'credential', c.tenant_id, c.credential_id, c.account_hint, c.name,
+       c.provider, c.expires_at, t.contact_email, NULL
+FROM tenant_credentials c LEFT JOIN tenants t ON t.tenant_id = c.tenant_id
+WHERE c.is_active AND c.expires_at > $now AND c.expires_at <= $until
+ORDER BY 7, 1, 3
+"""
+
+_USED_AFTER_EXPIRY_SQL = """
+WITH key_uses AS (
+  SELECT tenant_id, json_extract_string(details, '$.api_key_id') AS item_id,
+         occurred_at AS used_at
+  FROM tenant_audit_logs
+  WHERE event_type = 'authentication.failed'
+    AND json_extract_string(details, '$.reason') = 'expired'
+    AND occurred_at >= $since AND occurred_at < $until
+  UNION ALL
+  SELECT tenant_id, api_key_id, last_used_at FROM tenant_usage
+  WHERE recorded_at >= $since AND last_used_at < $until
+), credential_uses AS (
+  SELECT tenant_id, json_extract_string(details, '$.credential_id') AS item_id,
+         occurred_at AS used_at
+  FROM tenant_audit_logs
+  WHERE event_type = 'credentials.accessed'
+    AND occurred_at >= $since AND occurred_at < $until
+)
+SELECT 'api_key', k.tenant_id, k.api_key_id, k.key_prefix, k.name, NULL,
+       k.expires_at, t.contact_email, max(u.used_at)
+FROM tenant_api_keys k
+JOIN key_uses u ON u.tenant_id = k.tenant_id AND u.item_id = k.api_key_id
+LEFT JOIN tenants t ON t.tenant_id = k.tenant_id
+WHERE u.used_at >= k.expires_at
+GROUP BY k.tenant_id, k.api_key_id, k.key_prefix, k.name, k.expires_at,
+         t.contact_email
+UNION ALL
+SELECT 'credential', c.tenant_id, c.credential_id, c.account_hint, c.name,
+       c.provider, c.expires_at, t.contact_email, max(u.used_at)
+FROM tenant_credentials c
+JOIN credential_uses u ON u.tenant_id = c.tenant_id AND u.item_id = c.credential_id
+LEFT JOIN tenants t ON t.tenant_id = c.tenant_id
+WHERE u.used_at >= c.expires_at
+GROUP BY c.tenant_id, c.credential_id, c.account_hint, c.name, c.provider,
+         c.expires_at, t.contact_email
+ORDER BY 1, 3
+"""
+
+# Column order of NotificationState.
+_STATE_SQL = """
+SELECT alert_key, channel,
+       sum(CASE WHEN status = 'claimed' THEN 1 ELSE 0 END) AS attempts,
+       coalesce(max(CASE WHEN status = 'claimed' THEN attempt END), -1)
+         > coalesce(max(CASE WHEN status <> 'claimed' THEN attempt END), -1)
+         AS open_claim,
+       max(CASE WHEN status = 'sent' THEN 1 ELSE 0 END) = 1 AS sent,
+       max(CASE WHEN status = 'claimed' THEN recorded_at END) AS last_claimed_at,
+       max(alert) AS alert
+FROM alert_notifications WHERE {where}
+GROUP BY alert_key, channel HAVING {having}
+ORDER BY alert_key, channel
+"""
+
+
+def _burst_sql(columns: Sequence[str]) -> str:
+    """Return the bursts query for ``find_event_bursts``, grouped by ``columns``.
+
+    Events are numbered per group in time order. Event e crosses the threshold
+    when the event ``threshold`` places before it, f, is within the window:
+    then more than ``threshold`` events fall in (e - window, e]. This is an
+    equi-join on the number, so it costs no more than the numbering.
+    """
+    group = "".join(f"{column}, " for column in columns)
+    partition = f"PARTITION BY {', '.join(columns)} " if columns else ""
+    same_group = "".join(
+        f" AND f.{column} IS NOT DISTINCT FROM e.{column}" for column in columns
+    )
+    selected = "".join(f"e.{column}, " for column in columns)
+    return f"""
+WITH ranked AS (
+  SELECT {group}occurred_at,
+         ROW_NUMBER() OVER ({partition}ORDER BY occurred_at, event_id) AS position
+  FROM tenant_audit_logs
+  WHERE event_type = $event_type
+    AND occurred_at > $context_since AND occurred_at < $until
+)
+SELECT {selected}epoch_us(e.occurred_at) // $window_us AS bucket,
+       min(f.occurred_at), max(e.occurred_at),
+       max(e.position) - min(f.position) + 1
+FROM ranked e
+JOIN ranked f ON f.position = e.position - $threshold{same_group}
+WHERE epoch_us(f.occurred_at) > epoch_us(e.occurred_at) - $window_us
+  AND e.occurred_at >= $since
+GROUP BY {selected}bucket
+ORDER BY bucket
+"""
+
+
+def _burst_from_row(
+    columns: Sequence[str], row: Sequence[Any], window_us: int
+) -> EventBurst:
+    values = list(row)
+    group = tuple(zip(columns, values[: len(columns)], strict=True))
+    bucket, first_at, last_at, count = values[len(columns) :]
+    return EventBurst(
+        group=group,
+        bucket_start=bucket_start(int(bucket), window_us),
+        first_at=first_at,
+        last_at=last_at,
+        count=int(count),
+    )
 
 
 _FILE_LOCKS: dict[Path, threading.Lock] = {}
@@ -394,11 +623,6 @@ def _file_lock(path: Path) -> threading.Lock:
     """Return the lock that every store on ``path`` in this process shares."""
     with _FILE_LOCKS_GUARD:
         return _FILE_LOCKS.setdefault(path.resolve(), threading.Lock())
-
-
-def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
-    row = con.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608
-    return int(row[0]) if row else 0
 
 
 def _key_row(record: ApiKeyRecord) -> list[Any]:

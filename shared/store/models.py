@@ -99,3 +99,77 @@ class UsageBatch:
     first_used_at: datetime
     last_used_at: datetime
     recorded_at: datetime
+
+
+# Alerts: rows the alerter's queries return, and its notification ledger.
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiringItem:
+    """An API key or stored credential with an expiry, as the alert rules read it.
+
+    ``label`` is the key's display prefix or the credential's account hint.
+    ``last_used_at`` is set by ``list_used_after_expiry`` only: the latest use,
+    or attempted use, at or after ``expires_at``.
+    """
+
+    kind: str  # "api_key" or "credential"
+    tenant_id: str
+    item_id: str
+    label: str | None
+    name: str | None
+    provider: str | None  # credentials only
+    expires_at: datetime
+    contact_email: str | None
+    last_used_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventBurst:
+    """Events of one type over a threshold within a window, for one group.
+
+    ``group`` maps the grouping columns to their values (None for a NULL).
+    ``bucket_start`` is the start of the window-length interval, counted from
+    the Unix epoch in UTC, that contains the events that crossed the
+    threshold. ``count`` events happened from ``first_at`` to ``last_at``.
+    """
+
+    group: tuple[tuple[str, str | None], ...]
+    bucket_start: datetime
+    first_at: datetime
+    last_at: datetime
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationRecord:
+    """An ``alert_notifications`` row: one step of one notification on one channel."""
+
+    notification_id: str
+    alert_key: str
+    channel: str
+    attempt: int
+    status: str  # "claimed", "sent" or "failed"
+    rule: str
+    tenant_id: str | None
+    alert: str | None
+    error: str | None
+    recorded_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationState:
+    """The ledger's rows for one alert on one channel, summed up.
+
+    ``attempts`` counts claims. ``open_claim`` is true when the latest claim
+    has no sent or failed row yet: a run is sending it, or died while it did.
+    ``alert`` is the JSON stored with the claims.
+    """
+
+    alert_key: str
+    channel: str
+    attempts: int
+    open_claim: bool
+    sent: bool
+    last_claimed_at: datetime | None
+    alert: str | None

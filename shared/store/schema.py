@@ -202,6 +202,38 @@ TENANT_AUDIT_LOGS = Table(
     partition_by="created_at",
 )
 
+# The alerter's ledger, one row per step of one notification on one channel:
+# a claim before the send, then its outcome. Rows are only ever inserted, each
+# at most once: notification_id is derived from the other key columns.
+ALERT_NOTIFICATIONS = Table(
+    "alert_notifications",
+    (
+        _c(
+            "notification_id",
+            "STRING",
+            "SHA-256 hex of alert_key, channel, attempt and status",
+            required=True,
+        ),
+        _c(
+            "alert_key",
+            "STRING",
+            "Rule, subject and threshold, e.g. api_key.expiring:key_1:7d",
+            required=True,
+        ),
+        _c("channel", "STRING", "email, slack or pubsub", required=True),
+        _c("attempt", "INT64", "Attempt on the channel, from 0", required=True),
+        _c("status", "STRING", "claimed, sent or failed", required=True),
+        _c("rule", "STRING", "Alert rule, e.g. api_key.expiring", required=True),
+        _c("tenant_id", "STRING", "Tenant concerned; NULL for platform-wide rules"),
+        _c("alert", "STRING", "The alert as JSON (claimed rows), never a secret"),
+        _c("error", "STRING", "Why a failed attempt failed"),
+        _c("recorded_at", "TIMESTAMP", "When the row was written", required=True),
+    ),
+    primary_key="notification_id",
+    cluster_by=("alert_key",),
+    partition_by="recorded_at",
+)
+
 TABLES: dict[str, Table] = {
     table.name: table
     for table in (
@@ -211,6 +243,7 @@ TABLES: dict[str, Table] = {
         TENANT_CREDENTIALS,
         TENANT_USAGE,
         TENANT_AUDIT_LOGS,
+        ALERT_NOTIFICATIONS,
     )
 }
 

@@ -77,6 +77,29 @@ class RunningStack:
     def issue_key_url(self) -> str:
         return str(self.state["functions"]["issue_key"]["url"])
 
+    @property
+    def credentials_url(self) -> str:
+        return str(self.state["functions"]["validate_credentials"]["url"])
+
+    def standin_request(self, provider: str) -> dict[str, Any]:
+        """Return the stack's working request body for ``provider``'s stand-in."""
+        path = Path(self.state["standins_dir"]) / f"{provider}.json"
+        body: dict[str, Any] = json.loads(path.read_text())
+        return body
+
+    def standin_secrets(self) -> list[str]:
+        """Return the secrets of every stand-in request body the stack wrote."""
+        found = []
+        for provider in ("gcp", "aws", "azure", "openai"):
+            fields = self.standin_request(provider)["credentials"]
+            for name in ("private_key", "aws_secret_access_key", "client_secret"):
+                if name in fields:
+                    # The longest line: a PEM key's header lines are not secret.
+                    found.append(max(fields[name].splitlines(), key=len))
+            if provider == "openai":
+                found.append(fields["api_key"])
+        return found
+
     def output(self) -> str:
         return self.output_path.read_text(encoding="utf-8", errors="replace")
 
@@ -90,23 +113,38 @@ class RunningStack:
         *,
         key: str | None = None,
         body: dict[str, Any] | None = None,
+        base_url: str | None = None,
     ) -> requests.Response:
-        """Send a request to issue_key; remember any API key in the response."""
+        """Send a request to issue_key (or ``base_url``); remember any API key."""
         headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
         response = requests.request(
-            method, self.issue_key_url + path, headers=headers, json=body, timeout=30
+            method,
+            (base_url or self.issue_key_url) + path,
+            headers=headers,
+            json=body,
+            timeout=30,
         )
         if response.headers.get("Content-Type", "").startswith("application/json"):
             self.secrets.extend(_api_keys(response.json()))
         return response
 
-    def create_tenant(self, tenant_id: str) -> Tenant:
-        response = self.call(
-            "POST", "/tenants", key=self.operator_token, body={"tenant_id": tenant_id}
-        )
+    def create_tenant(self, tenant_id: str, contact_email: str | None = None) -> Tenant:
+        body = {"tenant_id": tenant_id}
+        if contact_email is not None:
+            body["contact_email"] = contact_email
+        response = self.call("POST", "/tenants", key=self.operator_token, body=body)
         assert response.status_code == 201, response.text
         admin = response.json()["admin_key"]
         return Tenant(tenant_id, admin["api_key"], admin["api_key_id"])
+
+    def lines(self, source: str) -> list[str]:
+        """Return the text of every output line that ``source`` printed."""
+        found = []
+        for line in self.output().splitlines():
+            prefix, _, text = line.partition(" | ")
+            if prefix.strip() == source:
+                found.append(text)
+        return found
 
     def log_entries(self, source: str) -> list[dict[str, Any]]:
         """Return the JSON log lines that ``source`` (a function name) printed."""

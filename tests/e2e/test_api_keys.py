@@ -260,7 +260,9 @@ def walkthrough(stack: RunningStack) -> str:
 
 def test_walkthrough_runs_in_bash(stack: RunningStack) -> None:
     script = walkthrough(stack)
-    script += '\nprintf "secret %s\\n" "$ADMIN_KEY" "$API_KEY" "$NEW_KEY"\n'
+    script += '\nprintf "secret %s\\n" "$ADMIN_KEY" "$API_KEY" "$NEW_KEY" "$READ_KEY"\n'
+    stack.secrets.extend(stack.standin_secrets())
+    aws_key_id = stack.standin_request("aws")["credentials"]["aws_access_key_id"]
 
     result = subprocess.run(
         ["bash", "-c", script],
@@ -281,7 +283,14 @@ def test_walkthrough_runs_in_bash(stack: RunningStack) -> None:
     assert result.stderr == ""
     assert result.stdout.count('"valid": true') == 2
     assert "HTTP 401" in result.stdout
-    assert len(secrets) == 3
+    assert len(secrets) == 4
+    # validate_credentials: a valid Google key, 422 and 400, the secret read back.
+    assert '"provider": "gcp", "status": "valid"' in result.stdout
+    assert "HTTP 422" in result.stdout
+    assert "HTTP 400" in result.stdout
+    assert f'"aws_access_key_id": "{aws_key_id}"' in result.stdout
+    # The alert check published for its slot.
+    assert "Published hourly-alert-check for slot" in result.stdout
 
 
 def test_output_has_no_secrets(stack: RunningStack, tenant_a: Tenant) -> None:

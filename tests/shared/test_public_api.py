@@ -5,6 +5,7 @@ import pytest
 
 MODULES = [
     "shared.apikeys",
+    "shared.backup",
     "shared.config",
     "shared.credentials",
     "shared.crypto",
