@@ -202,7 +202,7 @@ def _os_error(exc: OSError) -> CommandError:
 )
 @click.pass_context
 def cli(ctx: click.Context, as_json: bool) -> None:
-    """Manage tenants, API keys, local KMS keys, the audit log and backups.
+    """Manage tenants, API keys, local KMS keys, the audit log, backups and schedules.
 
     Reads the same settings as the functions (environment variables and .env
     in the working directory) and acts as the operator, with direct access to

@@ -82,10 +82,6 @@ class AlertChecker:
         self._clock = clock
         self._actor_id = actor_id
 
-    @property
-    def channels(self) -> list[str]:
-        return [channel.name for channel in self._channels]
-
     def run(self, slot: datetime) -> RunSummary:
         """Evaluate every rule at ``slot`` and send each new or retried alert."""
         alerts = evaluate(self._store, self._rules, slot)
@@ -129,13 +125,17 @@ class AlertChecker:
         state: NotificationState | None,
         summary: RunSummary,
     ) -> None:
-        labels = {"alert_key": alert.key, "channel": channel.name, "rule": alert.rule}
-        if alert.tenant_id:
-            labels["tenant_id"] = alert.tenant_id
         if not self._due(state):
             return
         attempt = state.attempts if state else 0
-        labels["attempt"] = str(attempt)
+        labels = {
+            "alert_key": alert.key,
+            "channel": channel.name,
+            "rule": alert.rule,
+            "attempt": str(attempt),
+        }
+        if alert.tenant_id:
+            labels["tenant_id"] = alert.tenant_id
         if not self._record(alert, channel.name, attempt, "claimed"):
             # Another run claimed this attempt, or sent the alert, meanwhile.
             return

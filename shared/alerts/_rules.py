@@ -33,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from shared.alerts._model import CRITICAL, WARNING, Alert
+from shared.apikeys import redact_api_keys
 from shared.store import EventBurst, ExpiringItem, Store
 
 if TYPE_CHECKING:
@@ -180,7 +181,8 @@ def _used_after_expiry(
 
 
 def _describe(item: ExpiringItem) -> str:
-    name = f', name "{item.name}"' if item.name else ""
+    # A name is the caller's text, so anything shaped like a key is masked.
+    name = f', name "{redact_api_keys(item.name)}"' if item.name else ""
     if item.kind == "api_key":
         return (
             f"The API key {item.item_id} (prefix {item.label}{name}) of tenant "

@@ -21,20 +21,16 @@ from typing import Any
 import flask
 import pytest
 import yaml
-from jsonschema import Draft202012Validator
 from openapi_spec_validator import OpenAPIV31SpecValidator
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
 
 from shared.config import Settings, get_settings
+from tests.docs.openapi_checks import HTTP_METHODS, check, schema_validator
 
 ROOT = Path(__file__).parents[2]
 OPENAPI_FILE = ROOT / "docs" / "openapi.yaml"
 FUNCTION_FILE = ROOT / "functions" / "issue_key" / "main.py"
-HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 OPERATOR_TOKEN = "operator-token-for-openapi-tests"
 ORIGIN = "https://console.example"
-DOC_URI = "urn:convergence:openapi"
 
 _tenant_numbers = itertools.count(1)
 
@@ -99,53 +95,6 @@ def call(
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-def schema_validator(spec: dict[str, Any], pointer: str) -> Draft202012Validator:
-    resource = Resource.from_contents(spec, default_specification=DRAFT202012)
-    registry: Registry[Any] = Registry().with_resource(DOC_URI, resource)
-    return Draft202012Validator(
-        {"$ref": f"{DOC_URI}#{pointer}"},
-        registry=registry,
-        format_checker=Draft202012Validator.FORMAT_CHECKER,
-    )
-
-
-def escape(token: str) -> str:
-    return token.replace("~", "~0").replace("/", "~1")
-
-
-def documented_response(
-    spec: dict[str, Any], method: str, template: str, status: int
-) -> tuple[dict[str, Any], str]:
-    """Return the response object documented for ``status`` and its JSON pointer."""
-    responses = spec["paths"][template][method.lower()]["responses"]
-    assert str(status) in responses, f"{method} {template} returned {status}"
-    response = responses[str(status)]
-    pointer = f"/paths/{escape(template)}/{method.lower()}/responses/{status}"
-    if "$ref" in response:
-        pointer = response["$ref"].removeprefix("#")
-        name = pointer.rsplit("/", 1)[-1]
-        response = spec["components"]["responses"][name]
-    return response, pointer
-
-
-def check(
-    spec: dict[str, Any], method: str, template: str, response: flask.Response
-) -> Any:
-    """Assert that ``response`` is documented and matches; return its JSON body."""
-    documented, pointer = documented_response(
-        spec, method, template, response.status_code
-    )
-    body = json.loads(response.get_data())
-    validator = schema_validator(
-        spec, f"{pointer}/content/{escape('application/json')}/schema"
-    )
-    errors = [error.message for error in validator.iter_errors(body)]
-    assert errors == [], f"{method} {template} {response.status_code}"
-    for header in documented.get("headers", {}):
-        assert header in response.headers
-    return body
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ import inspect
 import pytest
 
 MODULES = [
+    "shared.alerts",
     "shared.apikeys",
     "shared.backup",
     "shared.config",
@@ -14,6 +15,7 @@ MODULES = [
     "shared.keyservice",
     "shared.logs",
     "shared.runtime",
+    "shared.scheduler",
     "shared.store",
 ]
 

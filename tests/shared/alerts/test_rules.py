@@ -14,6 +14,7 @@ import pytest
 from alert_rows import NOW, use_time_zone
 
 from shared.alerts import CRITICAL, WARNING, Alert, RuleSettings, evaluate
+from shared.apikeys import generate_api_key
 from shared.events import new_event
 from shared.store._duckdb import DuckDBStore
 
@@ -102,6 +103,18 @@ def test_key_message_names_key(store: DuckDBStore, acme: str) -> None:
     assert "2026-03-08 13:00:00 UTC" in text
     assert f"POST /keys/{key.api_key_id}/rotate" in text
     assert alert.facts["expires_at"] == "2026-03-08T13:00:00Z"
+
+
+def test_key_name_shaped_like_key_masked(store: DuckDBStore, acme: str) -> None:
+    pasted = generate_api_key(acme)
+    store.insert_api_key(
+        rows.api_key(acme, NOW + DAY, NOW - DAY, name=f"copy of {pasted}")
+    )
+
+    (alert,) = alerts_of(store, "api_key.expiring")
+
+    assert pasted not in alert.to_json()
+    assert "[REDACTED]" in alert.text()
 
 
 def test_key_without_contact_goes_to_operator(store: DuckDBStore) -> None:
