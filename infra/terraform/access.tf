@@ -59,19 +59,20 @@ locals {
       secrets        = {}
     }
 
-    # TODO: backup_exporter and expiry_alerter are being written; check
-    # these grants against their code when they land in the topology.
     backup_exporter = {
-      # Exports ciphertext as stored; restoring needs no key either.
+      # Exports ciphertext as stored; restoring needs no key either. Without
+      # cloudkms.cryptoKeys.get the manifest records no primary key version.
       kms_keys = {}
       tables = {
         tenants            = "viewer"
         users              = "viewer"
         tenant_api_keys    = "viewer"
         tenant_credentials = "viewer"
-        tenant_audit_logs  = "viewer" # exported when BACKUP_INCLUDE_AUDIT_LOGS is true
+        # Exported when BACKUP_INCLUDE_AUDIT_LOGS is true; written when
+        # publishing backup.completed or backup.failed fails.
+        tenant_audit_logs = "editor"
       }
-      publish_topics = []
+      publish_topics = ["audit-events"]
       # Object user: create, read, replace and delete objects (claims are
       # replaced, expired runs pruned), but no IAM or bucket settings.
       buckets = { backup = "object_user" }
