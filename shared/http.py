@@ -175,7 +175,7 @@ class Router:
             )
         else:
             error = HttpError(
-                404, "not_found", "no such endpoint; see docs/openapi.yaml"
+                404, "not_found", "no such endpoint; check the method and path"
             )
         return self._with_cors(error_response(error), origin)
 
