@@ -73,6 +73,12 @@ class Settings(BaseSettings):
     # "pubsub" publishes audit events to AUDIT_TOPIC; "store" writes them directly.
     audit_delivery: Literal["pubsub", "store"] = "store"
     publish_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    # audit_writer stores deliveries that arrive together with one INSERT. The
+    # first delivery of a batch waits up to this long for others to join, as
+    # many as the previous batch had.
+    audit_batch_window_seconds: float = Field(default=0.002, ge=0, le=0.1)
+    # Maximum events per INSERT; BigQuery's store sends at most 500 a statement.
+    audit_batch_max_events: int = Field(default=100, ge=1, le=500)
 
     # SHA-256 hex digest of the operator bootstrap credential. Unset disables it.
     operator_token_sha256: str | None = None

@@ -4,7 +4,14 @@ It accepts the ``google.cloud.pubsub.topic.v1.messagePublished`` CloudEvent
 that Eventarc delivers, and the same event as functions-framework converts a
 Pub/Sub push body. Redelivery is normal: each event_id is written at most once.
 A malformed event is logged and acknowledged, because retrying cannot fix it.
-Only a transient store error raises, so that Pub/Sub delivers the event again.
+Only a store error raises, so that Pub/Sub delivers the event again.
+
+Deliveries that the instance serves at the same time, on the threads of
+functions-framework, are written together (``shared/groupcommit.py``). The
+first of a batch waits, for up to ``AUDIT_BATCH_WINDOW_SECONDS``, until as
+many deliveries have joined as the previous batch had, and one INSERT writes
+up to ``AUDIT_BATCH_MAX_EVENTS``. A request returns only after its batch has
+committed, and if the write fails every request of the batch fails.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import base64
 import binascii
 import functools
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import functions_framework
@@ -21,6 +29,7 @@ from pydantic import ValidationError
 
 from shared.config import get_settings
 from shared.events import AuditEvent
+from shared.groupcommit import GroupCommit
 from shared.logs import configure_logging
 from shared.store import Store, build_store
 
@@ -45,8 +54,7 @@ def audit_writer(cloud_event: CloudEvent) -> None:
         )
         return
     labels |= event.log_labels()
-    written = _store().insert_audit_events([event])
-    if written:
+    if _batches().submit(event):
         _log.info("audit event stored", extra={"labels": labels})
     else:
         _log.info(
@@ -90,6 +98,30 @@ def parse_event(data: Any) -> AuditEvent:
         raise MalformedEvent(
             f"invalid audit event fields: {', '.join(fields)}"
         ) from None
+
+
+def write_events(events: Sequence[AuditEvent]) -> list[bool]:
+    """Write a batch; return for each event whether this delivery stored it.
+
+    A second copy of an event in the batch counts as a redelivery.
+    """
+    written = _store().insert_new_audit_events(events)
+    seen: set[str] = set()
+    stored = []
+    for event in events:
+        event_id = str(event.event_id)
+        stored.append(event_id in written and event_id not in seen)
+        seen.add(event_id)
+    return stored
+
+
+@functools.cache
+def _batches() -> GroupCommit[AuditEvent, bool]:
+    return GroupCommit(
+        write_events,
+        window_seconds=_settings.audit_batch_window_seconds,
+        max_batch=_settings.audit_batch_max_events,
+    )
 
 
 @functools.cache

@@ -6,7 +6,7 @@ locked for the copy only. It then streams each table from the snapshot with
 ``fetchmany``, in the order the rows are stored, writes JSON lines into a
 temporary file per shard, and uploads a shard once it is full. DuckDB keeps
 the pages it reads cached up to its memory limit (80% of RAM by default), so
-the copy and the reads run with a limit of ``DUCKDB_MEMORY_LIMIT``. Memory use
+the copy and the reads run with a limit of ``_MEMORY_LIMIT``. Memory use
 is then that limit, one batch of rows and one upload chunk, whatever the table
 size.
 
@@ -46,16 +46,16 @@ from shared.backup._storage import (
 )
 from shared.crypto import DecryptionError, parse_ciphertext
 from shared.store._duckdb import create_table_sql, held_connection
-from shared.store._lease import connect_with_retry
+from shared.store._lease import connect_with_retry, lease_for
 from shared.store.schema import TABLES, Table
 
 _log = logging.getLogger(__name__)
 
 _BATCH_ROWS = 1000
 # DuckDB's memory limit for the snapshot copy and the reads of the snapshot.
-# Pages past it are evicted, or spilled to the temporary folder next to the
-# file. A 426 MiB audit table copied with a peak of 70 MiB under this limit.
-DUCKDB_MEMORY_LIMIT = "64MB"
+# Past it DuckDB evicts cached pages, or spills to the temporary folder next
+# to the file, instead of growing with the table.
+_MEMORY_LIMIT = "64MB"
 # The encrypted column of each table, and the column naming its KMS key
 # (None: the table's rows all use the API key KMS key).
 ENCRYPTED_COLUMNS: dict[str, tuple[str, str | None]] = {
@@ -307,7 +307,7 @@ class LocalExporter:
             con = duckdb.connect(
                 str(snapshot),
                 read_only=True,
-                config={"memory_limit": DUCKDB_MEMORY_LIMIT},
+                config={"memory_limit": _MEMORY_LIMIT},
             )
             try:
                 entries = [
@@ -377,7 +377,7 @@ class LocalExporter:
 def _copy_tables(
     con: duckdb.DuckDBPyConnection, target: Path, tables: Sequence[str]
 ) -> datetime:
-    con.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
+    con.execute(f"SET memory_limit = '{_MEMORY_LIMIT}'")
     for table in TABLES.values():
         con.execute(create_table_sql(table))
     con.execute(f"ATTACH '{_sql_text(str(target))}' AS snapshot")
@@ -402,6 +402,9 @@ def connect_duckdb(
     wait for DuckDB's lock until it is closed, and it gets the file between
     their holds.
     """
+    # This process's lease may still have a deleted file open under the path,
+    # and duckdb.connect would return a connection to that.
+    lease_for(path).close_if_replaced()
     return connect_with_retry(path, time.monotonic() + lock_timeout_seconds)
 
 

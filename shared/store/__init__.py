@@ -152,6 +152,13 @@ class Store(Protocol):
     def insert_audit_events(self, events: Sequence[AuditEvent]) -> int:
         """Write events whose event_id is new; return how many were written."""
 
+    def insert_new_audit_events(self, events: Sequence[AuditEvent]) -> frozenset[str]:
+        """Write events whose event_id is new; return the event ids written.
+
+        The same write as ``insert_audit_events``, for a caller that reports
+        each event: a batch can mix new events with redelivered ones.
+        """
+
     def list_audit_events(
         self,
         tenant_id: str | None,

@@ -7,23 +7,24 @@ opening it first when needed. The module docstring of ``shared.store._duckdb``
 gives the timing and its bounds; this one describes the mechanics.
 
 Taking turns. DuckDB lets one process at a time open a file for writing,
-with an fcntl lock on the file. A failed open still costs about 3 ms of CPU,
-so processes do not poll DuckDB while they wait. They take turns through an
-flock on a sidecar file (``<file>.lock``), which costs a system call to try:
-a process holds it from before opening the DuckDB file until after closing
-it, and a waiting process tries it every millisecond or two. A process that
-opens the file without the sidecar (a plain ``duckdb.connect``) makes the
-turn holder's open fail; the holder then retries DuckDB's own lock with a
-backoff of 2 ms doubling to 20 ms.
+with an fcntl lock on the file. A failed open still costs about 3 ms of CPU
+(DuckDB 2.0.1), so waiting processes do not poll DuckDB. They take turns
+through an flock on a sidecar file (``<file>.lock``), which costs one system
+call to try. A process takes the flock before it opens the DuckDB file and
+releases it after closing the file, and a waiting process tries it every 1
+to 2 ms. A process that opens the file without the sidecar (a plain
+``duckdb.connect``) makes the open of the process whose turn it is fail.
+That process then retries DuckDB's own lock with a backoff of 2 ms doubling
+to 20 ms.
 
 Releasing. A daemon thread per open lease wakes when the connection has been
-idle for ``IDLE_SECONDS``, closes it and exits, so an idle process holds no
-file and runs no watcher. The thread is a daemon, so it never keeps the
+idle for ``IDLE_SECONDS``, closes it and exits, so an idle process keeps no
+file open and runs no watcher. Being a daemon, the thread never keeps the
 process alive, and ``atexit`` closes the leases still open at exit. Under
 sustained load an operation that finds the connection open for
 ``MAX_HOLD_SECONDS`` closes it, releases the turn and sleeps
-``HANDOFF_PAUSE_SECONDS`` before it tries again, which is longer than a
-waiting process's polling interval.
+``HANDOFF_PAUSE_SECONDS`` before it tries again. The pause is longer than a
+waiting process's polling interval, so that process gets the turn.
 
 Forking. A child process does not inherit the fcntl lock, so it must never
 use, or close, a connection open at the fork (closing writes a checkpoint).
@@ -75,6 +76,8 @@ class Lease:
         self._turn_path = path.with_name(path.name + ".lock")
         self._turn_fd: int | None = None
         self._con: duckdb.DuckDBPyConnection | None = None
+        # Device and inode of the file the connection has open.
+        self._file_id: tuple[int, int] | None = None
         self._opened_at = 0.0
         self._last_used = 0.0
         self._watcher: threading.Thread | None = None
@@ -99,9 +102,9 @@ class Lease:
                 self._last_used = time.monotonic()
 
     def rollback(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Roll back the open transaction, or drop the connection if that fails.
+        """Roll back the open transaction, or close the connection if that fails.
 
-        The caller holds ``lock``, inside ``connection``.
+        Call it from inside ``connection``, which holds ``lock``.
         """
         try:
             con.execute("ROLLBACK")
@@ -114,7 +117,7 @@ class Lease:
             self._close()
 
     def discard(self) -> None:
-        """Close the connection; the caller holds ``lock``, inside ``connection``."""
+        """Close the connection, from inside ``connection`` (holding ``lock``)."""
         self._close()
 
     def close(self, timeout_seconds: float = _EXIT_WAIT_SECONDS) -> None:
@@ -127,11 +130,24 @@ class Lease:
         finally:
             self.lock.release()
 
-    # Opening and closing; the caller holds ``lock``.
+    def close_if_replaced(self) -> None:
+        """Close the connection if the file was deleted or replaced since it opened.
+
+        ``duckdb.connect`` in this process returns a connection to the database
+        that is already open under the same path, even if that file is gone.
+        """
+        with self.lock:
+            if self._con is not None and _file_id(self.path) != self._file_id:
+                self._close()
+
+    # Opening and closing. The caller holds ``lock``.
 
     def _acquire(self, timeout_seconds: float) -> duckdb.DuckDBPyConnection:
-        now = time.monotonic()
-        if self._con is not None and now - self._opened_at >= MAX_HOLD_SECONDS:
+        if self._con is not None and _file_id(self.path) != self._file_id:
+            # Deleted or replaced: the connection would write to the old file.
+            self._close()
+        held = time.monotonic() - self._opened_at
+        if self._con is not None and held >= MAX_HOLD_SECONDS:
             self._close()
             time.sleep(HANDOFF_PAUSE_SECONDS)
         if self._con is None:
@@ -142,6 +158,7 @@ class Lease:
             except BaseException:
                 self._give_turn()
                 raise
+            self._file_id = _file_id(self.path)
             self._opened_at = self._last_used = time.monotonic()
             self._watch()
         return self._con
@@ -245,6 +262,14 @@ def connect_with_retry(path: Path, deadline: float) -> duckdb.DuckDBPyConnection
     return con
 
 
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return status.st_dev, status.st_ino
+
+
 def _busy(path: Path) -> TransientStoreError:
     return TransientStoreError(f"DuckDB file {path} is busy: another process holds it")
 
@@ -268,9 +293,11 @@ def lease_for(path: Path) -> Lease:
 def _close_all() -> None:
     with _LEASES_GUARD:
         leases = list(_LEASES.values())
+    # Every lease, open or not: taking its lock also waits for a watcher that
+    # is closing the connection. A thread still inside DuckDB when the
+    # interpreter finalizes aborts the process.
     for lease in leases:
-        if lease.is_open:
-            lease.close()
+        lease.close()
 
 
 def _forget_all_after_fork() -> None:

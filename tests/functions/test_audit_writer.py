@@ -3,7 +3,8 @@ import copy
 import json
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -13,7 +14,8 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from shared.apikeys import generate_api_key
-from shared.events import AuditEvent
+from shared.events import AuditEvent, new_event
+from shared.store import TransientStoreError
 from shared.store._duckdb import DuckDBStore
 
 PAYLOADS = Path(__file__).resolve().parent / "payloads"
@@ -322,3 +324,84 @@ def test_busy_store_fails_then_redelivery_stores(
     assert busy.status_code >= 500
     assert redelivered.status_code == 200
     assert store.list_audit_events(None) == [EXPECTED]
+
+
+# Concurrent deliveries: written in batches
+
+
+class FailingStore:
+    """Passes calls to a real store; audit writes raise while ``failing`` is set."""
+
+    def __init__(self, inner: DuckDBStore) -> None:
+        self.inner = inner
+        self.failing = True
+
+    def insert_new_audit_events(self, events: Sequence[AuditEvent]) -> frozenset[str]:
+        if self.failing:
+            raise TransientStoreError("DuckDB file is busy: another process holds it")
+        return self.inner.insert_new_audit_events(events)
+
+
+def _event_payload(number: int) -> dict[str, Any]:
+    event = new_event("api_key.created", tenant_id="acme", details={"n": number})
+    return _with_data(STRUCTURED, event.to_message())
+
+
+def _deliver_at_once(
+    app_client: Callable[[], FlaskClient], payloads: Sequence[dict[str, Any]]
+) -> list[int]:
+    """POST each payload from a thread of its own; return the status codes."""
+    with ThreadPoolExecutor(max_workers=len(payloads)) as pool:
+        responses = pool.map(
+            lambda payload: _structured(app_client(), payload).status_code, payloads
+        )
+        return list(responses)
+
+
+def test_write_events_marks_redeliveries(
+    writer: tuple[FlaskClient, ModuleType], store: DuckDBStore
+) -> None:
+    _, module = writer
+    stored, new = EXPECTED, new_event("api_key.created", tenant_id="acme")
+    store.insert_audit_events([stored])
+
+    result = module.write_events([stored, new, new])
+
+    assert result == [False, True, False]
+    assert len(store.list_audit_events(None)) == 2
+
+
+def test_concurrent_deliveries_all_stored(
+    writer: tuple[FlaskClient, ModuleType],
+    store: DuckDBStore,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    client, _ = writer
+    payloads = [_event_payload(number) for number in range(8)]
+
+    statuses = _deliver_at_once(lambda: client.application.test_client(), payloads)
+
+    assert statuses == [200] * 8
+    assert len(store.list_audit_events(None)) == 8
+    messages = [entry["message"] for entry in _log_entries(capsys.readouterr().out)]
+    assert messages == ["audit event stored"] * 8
+
+
+def test_failed_batch_fails_every_delivery(
+    writer: tuple[FlaskClient, ModuleType],
+    store: DuckDBStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client, module = writer
+    failing = FailingStore(store)
+    monkeypatch.setattr(module, "_store", lambda: failing)
+    payloads = [_event_payload(number) for number in range(4)]
+    app_client = client.application.test_client
+
+    busy = _deliver_at_once(app_client, payloads)
+    failing.failing = False
+    redelivered = _deliver_at_once(app_client, payloads)
+
+    assert all(status >= 500 for status in busy)
+    assert redelivered == [200] * 4
+    assert len(store.list_audit_events(None)) == 4

@@ -518,7 +518,9 @@ def _secrets_of(submitted: list[dict[str, Any]]) -> list[str]:
 
 def _all_rows(data_dir: Path) -> str:
     rows = []
-    con = duckdb.connect(str(data_dir / "tenants_metadata.duckdb"), read_only=True)
+    # Not read-only: the store's connection in this process may still be open,
+    # and DuckDB refuses a second configuration of a file in one process.
+    con = duckdb.connect(str(data_dir / "tenants_metadata.duckdb"))
     try:
         tables = [name for (name,) in con.execute("SHOW TABLES").fetchall()]
         for table in tables:

@@ -346,6 +346,25 @@ def test_audit_insert_counts_new(store: Store) -> None:
     assert store.insert_audit_events([first]) == 0
 
 
+def test_audit_insert_new_returns_new_ids(store: Store) -> None:
+    stored, new = records.event(), records.event()
+    store.insert_audit_events([stored])
+
+    written = store.insert_new_audit_events([stored, new, new])
+
+    assert written == {str(new.event_id)}
+    assert len(store.list_audit_events("acme")) == 2
+
+
+def test_audit_insert_new_all_new(store: Store) -> None:
+    first, second = records.event(), records.event()
+
+    written = store.insert_new_audit_events([first, second])
+
+    assert written == {str(first.event_id), str(second.event_id)}
+    assert store.insert_new_audit_events([first, second]) == frozenset()
+
+
 def test_audit_duplicate_in_batch(store: Store) -> None:
     event = records.event()
 
