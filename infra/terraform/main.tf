@@ -225,6 +225,8 @@ module "functions" {
         local.common_environment,
         try(function.environment, {}),
         lookup(local.function_environment, name, {}),
+        # functions-framework serves requests on THREADS threads per instance.
+        { THREADS = tostring(lookup(var.function_request_concurrency, name, 1)) },
       )
       secret_environment = local.access[name].secrets
       # A push delivery times out at the ack deadline, and Pub/Sub sends the
@@ -236,6 +238,9 @@ module "functions" {
       )
       memory        = lookup(var.function_memory, name, var.default_function_memory)
       max_instances = var.max_instances
+      request_concurrency = lookup(
+        var.function_request_concurrency, name, 1
+      )
       invoker_members = (
         function.signature_type == "http"
         ? var.http_invoker_members

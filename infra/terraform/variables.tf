@@ -194,6 +194,17 @@ variable "default_function_memory" {
   default     = "512Mi"
 }
 
+variable "function_request_concurrency" {
+  type        = map(number)
+  description = "Requests one instance serves at once, by topology name; others serve 1. Above 1 the function gets a whole vCPU."
+  default     = { audit_writer = 32 }
+
+  validation {
+    condition     = alltrue([for value in values(var.function_request_concurrency) : value >= 1 && value <= 1000])
+    error_message = "function_request_concurrency values must be between 1 and 1000."
+  }
+}
+
 variable "max_instances" {
   type        = number
   description = "Upper bound on the instances of each function."

@@ -80,13 +80,17 @@ resource "google_cloudfunctions2_function" "this" {
   }
 
   service_config {
-    available_memory               = each.value.memory
-    timeout_seconds                = each.value.timeout_seconds
-    min_instance_count             = 0
-    max_instance_count             = each.value.max_instances
-    service_account_email          = each.value.service_account_email
-    all_traffic_on_latest_revision = true
-    environment_variables          = each.value.environment
+    available_memory   = each.value.memory
+    timeout_seconds    = each.value.timeout_seconds
+    min_instance_count = 0
+    max_instance_count = each.value.max_instances
+    # More than one request at a time per instance needs a whole vCPU. The
+    # audit writer uses it to gather concurrent deliveries into one insert.
+    max_instance_request_concurrency = each.value.request_concurrency
+    available_cpu                    = each.value.request_concurrency > 1 ? "1" : null
+    service_account_email            = each.value.service_account_email
+    all_traffic_on_latest_revision   = true
+    environment_variables            = each.value.environment
     # HTTP functions serve tenants on the internet and check API keys
     # themselves. Pub/Sub push from this project counts as internal traffic
     # (Cloud Run ingress settings), so event functions accept nothing else.

@@ -38,9 +38,10 @@ variable "functions" {
     timeout_seconds       = number
     memory                = string
     max_instances         = number
+    request_concurrency   = number
     invoker_members       = list(string)
   }))
-  description = "Functions by topology name: entry point, trigger kind (http or cloudevent), bundle path, identity, settings, and who may invoke it. secret_environment maps a variable name to a Secret Manager secret id."
+  description = "Functions by topology name: entry point, trigger kind (http or cloudevent), bundle path, identity, settings, requests served at once per instance, and who may invoke it. secret_environment maps a variable name to a Secret Manager secret id."
 
   validation {
     condition     = alltrue([for f in values(var.functions) : contains(["http", "cloudevent"], f.signature_type)])
