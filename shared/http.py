@@ -16,6 +16,9 @@ from typing import Any
 import flask
 from werkzeug.datastructures import Headers
 
+from shared.crypto._kms import KmsUnavailableError
+from shared.store import TransientStoreError
+
 _log = logging.getLogger(__name__)
 
 __all__ = [
@@ -141,7 +144,11 @@ class _Route:
 
 
 class Router:
-    """Maps method and path to a handler; path parameters become arguments."""
+    """Maps method and path to a handler; path parameters become arguments.
+
+    Errors common to every function are answered here: ``PermissionError``
+    as 403, a busy store or KMS as 503, and anything unexpected as 500.
+    """
 
     def __init__(self, allowed_origins: list[str]) -> None:
         self._routes: list[_Route] = []
@@ -186,6 +193,13 @@ class Router:
             return handler(request, **args)
         except HttpError as error:
             return error_response(error)
+        except PermissionError as exc:
+            return error_response(HttpError(403, "forbidden", str(exc)))
+        except (TransientStoreError, KmsUnavailableError):
+            _log.warning("dependency unavailable", exc_info=True)
+            return error_response(
+                HttpError(503, "unavailable", "a dependency is busy; retry shortly")
+            )
         except Exception:
             # Logged with the exception type only: messages of library errors
             # can quote input.

@@ -25,7 +25,6 @@ import functions_framework
 import pydantic
 
 from shared.config import Settings, get_settings
-from shared.crypto import KmsUnavailableError
 from shared.http import (
     Handler,
     HttpError,
@@ -45,7 +44,7 @@ from shared.keyservice import (
 )
 from shared.logs import configure_logging
 from shared.runtime import build_key_service
-from shared.store import AlreadyExistsError, ApiKeyRecord, TransientStoreError
+from shared.store import AlreadyExistsError, ApiKeyRecord
 
 _log = logging.getLogger("issue_key")
 configure_logging(get_settings().log_level)
@@ -298,8 +297,6 @@ def _translate(handler: Handler) -> Handler:
             raise HttpError(
                 404, "not_found", "no such active key or tenant for this caller"
             ) from None
-        except PermissionError as exc:
-            raise HttpError(403, "forbidden", str(exc)) from None
         except pydantic.ValidationError as exc:
             # Not str(exc): pydantic's message quotes the rejected input.
             fields = sorted({".".join(map(str, e["loc"])) for e in exc.errors()})
@@ -308,11 +305,6 @@ def _translate(handler: Handler) -> Handler:
             ) from None
         except ValueError as exc:
             raise HttpError(400, "invalid_request", str(exc)) from None
-        except (TransientStoreError, KmsUnavailableError):
-            _log.warning("dependency unavailable", exc_info=True)
-            raise HttpError(
-                503, "unavailable", "a dependency is busy; retry shortly"
-            ) from None
 
     return wrapper
 

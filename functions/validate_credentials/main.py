@@ -43,7 +43,6 @@ from shared.credentials import (
     Validation,
     build_credential_service,
 )
-from shared.crypto import KmsUnavailableError
 from shared.http import (
     Handler,
     HttpError,
@@ -61,7 +60,7 @@ from shared.keyservice import (
 )
 from shared.logs import configure_logging
 from shared.runtime import build_audit_sink, build_key_service
-from shared.store import CredentialRecord, Store, TransientStoreError, build_store
+from shared.store import CredentialRecord, Store, build_store
 
 _log = logging.getLogger("validate_credentials")
 configure_logging(get_settings().log_level)
@@ -326,13 +325,6 @@ def _translate(handler: Handler) -> Handler:
         except NotFoundError:
             raise HttpError(
                 404, "not_found", "no such credential in this API key's tenant"
-            ) from None
-        except PermissionError as exc:
-            raise HttpError(403, "forbidden", str(exc)) from None
-        except (TransientStoreError, KmsUnavailableError):
-            _log.warning("dependency unavailable", exc_info=True)
-            raise HttpError(
-                503, "unavailable", "a dependency is busy; retry shortly"
             ) from None
 
     return wrapper

@@ -6,7 +6,7 @@ from typing import Protocol
 
 
 class DecryptionError(Exception):
-    """Decryption failed. Deliberately opaque: the cause is never told."""
+    """Decryption failed. Deliberately opaque: the message never names the cause."""
 
     def __init__(self) -> None:
         super().__init__("decryption failed")

@@ -7,12 +7,13 @@ import json
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
+import flask
 import pytest
-from conftest import LoadFunction
 from flask.testing import FlaskClient
 from storage_emulator import StorageEmulator
 
@@ -21,6 +22,10 @@ from shared.config import Settings, load_settings
 from shared.keyservice import Principal
 from shared.runtime import build_key_service
 from shared.store import build_store
+
+# The fixture type of tests/functions/conftest.py. Importing it from "conftest"
+# picks whichever conftest module pytest loaded first.
+LoadFunction = Callable[..., tuple[flask.Flask, ModuleType]]
 
 PUBLISHED = "2025-03-01T03:00:00.512Z"
 
