@@ -40,11 +40,12 @@ locals {
         ip_address = "EXTRACT(labels.ip_address)"
       }
     }
-    # TODO: assumes the expiry alerter audits each warning it sends as an
-    # event of type api_key.expiring; confirm the type once it exists.
+    # shared/alerts/_delivery.py logs "alert sent" with label rule for each
+    # warning it sends, once per channel. Unlike the rules below, this one
+    # needs the expiry alerter to run: only its query finds expiring keys.
     api_keys_expiring = {
-      description = "Audit events of type api_key.expiring: a key expires within 7 days."
-      filter      = "${local.audit_events} AND labels.event_type=\"api_key.expiring\""
+      description = "Expiry warnings sent by the expiry alerter: a key expires within 7 days."
+      filter      = "${local.source} AND jsonPayload.message=\"alert sent\" AND labels.rule=\"api_key.expiring\""
       labels      = {}
     }
     # The HTTP functions log a KmsUnavailableError as "dependency unavailable"
