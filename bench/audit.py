@@ -30,9 +30,11 @@ The store starts with the pre-filled audit table given below. The figure
 imports `functions/audit_writer/main.py` in a process of its own (embedded
 store, default settings, stdout to /dev/null) and calls its entry point with
 one Pub/Sub CloudEvent per delivery, as push delivery does, from as many
-threads at once as functions-framework serves requests on: gunicorn's
-threads, `THREADS` or 4 per CPU. Pub/Sub push keeps many deliveries
-outstanding, so every thread always has one. Concurrent deliveries share an
+threads at once as one deployed instance serves requests: 32, the
+`function_request_concurrency` of `audit_writer` in infra/terraform (the
+Terraform also sets `THREADS` to it). A `THREADS` variable overrides it here.
+Pub/Sub push keeps many deliveries outstanding, so every thread always has
+one. Concurrent deliveries share an
 INSERT (group commit, `AUDIT_BATCH_WINDOW_SECONDS`). Every tenth delivery
 repeats an earlier event. The baseline writes other events of the same shape
 with the same redeliveries over one DuckDB connection it keeps open, one
@@ -150,9 +152,14 @@ def _audit_rows(path: Path) -> int:
     return int(row[0]) if row else 0
 
 
+# Requests one deployed audit_writer instance serves at once:
+# function_request_concurrency in infra/terraform/variables.tf.
+DEPLOYED_CONCURRENCY = 32
+
+
 def _server_threads() -> int:
-    """Return the threads functions-framework's gunicorn serves requests on."""
-    return int(os.environ.get("THREADS", (os.cpu_count() or 1) * 4))
+    """Return the requests one deployed instance serves at once."""
+    return int(os.environ.get("THREADS", DEPLOYED_CONCURRENCY))
 
 
 def _call_all(module: object, cloud_events: Sequence[CloudEvent], threads: int) -> None:
