@@ -146,10 +146,7 @@ class _State:
     @property
     def store(self) -> Store:
         if self._store is None:
-            try:
-                self._store = build_store(self.settings)
-            except NotImplementedError as exc:
-                raise ConfigurationError(f"{exc}; set STORE_BACKEND=duckdb") from None
+            self._store = build_store(self.settings)
         return self._store
 
     @property
