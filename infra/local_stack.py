@@ -164,6 +164,8 @@ def _run(args: argparse.Namespace, supervisor: Supervisor, runtime_dir: Path) ->
         "PUBSUB_EMULATOR_HOST": emulator_host,
         "PUBSUB_PROJECT_ID": topology.pubsub.project_id,
         "OPERATOR_TOKEN_SHA256": token_digest,
+        # Local clients connect directly, so X-Forwarded-For is theirs to forge.
+        "TRUSTED_PROXY_HOPS": "0",
     }
     try:
         services = start_services(

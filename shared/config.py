@@ -175,6 +175,9 @@ class Settings(BaseSettings):
     # Slack incoming webhook; the URL contains a token, so it is a secret.
     slack_webhook_url: SecretStr | None = None
 
+    # Proxies in front of the HTTP functions that append to X-Forwarded-For:
+    # 1 for Google's front end in production, 0 when clients connect directly.
+    trusted_proxy_hops: int = Field(default=1, ge=0, le=5)
     cors_allowed_origins: Annotated[list[str], NoDecode] = []
     max_request_bytes: int = Field(default=64 * 1024, ge=1024, le=10 * 1024 * 1024)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -124,10 +124,26 @@ def presented_credential(headers: Mapping[str, str] | Headers) -> str | None:
     return "" if authorization is not None else None
 
 
-def client_info(request: flask.Request) -> tuple[str | None, str | None]:
-    """Return the client IP (first X-Forwarded-For hop) and the user agent."""
-    forwarded = request.headers.get("X-Forwarded-For", "")
-    ip = forwarded.split(",")[0].strip() or request.remote_addr
+def client_info(
+    request: flask.Request, trusted_proxies: int = 1
+) -> tuple[str | None, str | None]:
+    """Return the client IP and the user agent.
+
+    Each proxy appends the address it received the request from to
+    ``X-Forwarded-For``, and a client can put anything before that. So the
+    client IP is the entry ``trusted_proxies`` places from the end, which the
+    nearest trusted proxy wrote. With 0, or with fewer entries than that, it
+    is the socket's peer address.
+    """
+    hops = [
+        hop.strip()
+        for hop in request.headers.get("X-Forwarded-For", "").split(",")
+        if hop.strip()
+    ]
+    if 0 < trusted_proxies <= len(hops):
+        ip: str | None = hops[-trusted_proxies]
+    else:
+        ip = request.remote_addr
     agent = request.headers.get("User-Agent")
     return (ip[:64] if ip else None), (agent[:512] if agent else None)
 

@@ -171,7 +171,7 @@ def _authenticate(request: flask.Request, *, allow_operator: bool) -> Principal:
 
 
 def _request_info(request: flask.Request) -> RequestInfo:
-    ip, agent = client_info(request)
+    ip, agent = client_info(request, _settings().trusted_proxy_hops)
     return RequestInfo(ip_address=ip, user_agent=agent)
 
 

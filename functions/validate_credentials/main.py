@@ -167,7 +167,7 @@ def _authenticate(request: flask.Request, scope: str = ADMIN_SCOPE) -> Principal
 
 
 def _request_info(request: flask.Request) -> RequestInfo:
-    ip, agent = client_info(request)
+    ip, agent = client_info(request, _settings().trusted_proxy_hops)
     return RequestInfo(ip_address=ip, user_agent=agent)
 
 

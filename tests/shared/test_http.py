@@ -190,15 +190,37 @@ def test_error_response_401_challenges() -> None:
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
 
 
-def test_client_info_first_forwarded_hop() -> None:
+def test_client_info_last_forwarded_hop() -> None:
     builder = EnvironBuilder(
-        headers={"X-Forwarded-For": "203.0.113.7, 10.0.0.1", "User-Agent": "cli/1"}
+        headers={"X-Forwarded-For": "198.51.100.9, 203.0.113.7", "User-Agent": "cli/1"}
     )
 
     ip, agent = client_info(flask.Request(builder.get_environ()))
 
     assert ip == "203.0.113.7"
     assert agent == "cli/1"
+
+
+def test_client_info_skips_trusted_proxies() -> None:
+    builder = EnvironBuilder(
+        headers={"X-Forwarded-For": "198.51.100.9, 203.0.113.7, 10.0.0.1"}
+    )
+
+    ip, _ = client_info(flask.Request(builder.get_environ()), trusted_proxies=2)
+
+    assert ip == "203.0.113.7"
+
+
+@pytest.mark.parametrize("trusted_proxies", [0, 3])
+def test_client_info_falls_back_to_peer(trusted_proxies: int) -> None:
+    builder = EnvironBuilder(
+        headers={"X-Forwarded-For": "198.51.100.9, 203.0.113.7"},
+        environ_base={"REMOTE_ADDR": "127.0.0.1"},
+    )
+
+    ip, _ = client_info(flask.Request(builder.get_environ()), trusted_proxies)
+
+    assert ip == "127.0.0.1"
 
 
 def test_client_info_truncates() -> None:
