@@ -40,7 +40,7 @@ _SECURITY_HEADERS = {
 
 
 class HttpError(Exception):
-    """An error answered as JSON with ``status``, a stable ``code`` and a message."""
+    """An error returned as JSON with ``status``, a stable ``code`` and a message."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
@@ -162,7 +162,7 @@ class _Route:
 class Router:
     """Maps method and path to a handler; path parameters become arguments.
 
-    Errors common to every function are answered here: ``PermissionError``
+    Errors common to every function become responses here: ``PermissionError``
     as 403, a busy store or KMS as 503, and anything unexpected as 500.
     """
 
