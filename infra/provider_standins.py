@@ -10,7 +10,7 @@ live checks use, so the checks run unchanged against them:
   STS ``GetCallerIdentity`` returns ``InvalidClientTokenId`` for an unknown key
   and accepts keys created through its IAM.
 * Azure: ``POST /{tenant}/oauth2/v2.0/token``, the client credentials grant,
-  answering with Microsoft Entra's AADSTS error bodies.
+  responding with Microsoft Entra's AADSTS error bodies.
 * OpenAI: ``GET /v1/models`` for Bearer keys it issued.
 
 ``start_provider_standins()`` starts all four and returns ``ProviderStandins``:

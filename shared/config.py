@@ -4,7 +4,7 @@ The settings are read once per process, at cold start, from the environment and
 an optional ``.env`` file in the working directory. Library code receives the
 ``Settings`` object (or the values it needs) and never reads the environment.
 With no configuration at all everything runs locally: a key file under the data
-folder stands in for Cloud KMS and an embedded DuckDB file for BigQuery.
+folder replaces Cloud KMS and an embedded DuckDB file replaces BigQuery.
 """
 
 from __future__ import annotations

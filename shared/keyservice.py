@@ -53,7 +53,10 @@ OPERATOR_ID = "operator"
 
 
 class AuthenticationError(Exception):
-    """The presented key is unknown, malformed, revoked or expired (one answer)."""
+    """The presented key is unknown, malformed, revoked or expired.
+
+    All four cases raise this one error, so callers cannot tell them apart.
+    """
 
     def __init__(self) -> None:
         super().__init__("invalid or expired API key")
@@ -65,7 +68,7 @@ class NotFoundError(LookupError):
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is acting: a tenant key (with its scopes) or the operator."""
+    """The actor of a call: a tenant key (with its scopes) or the operator."""
 
     actor_id: str
     tenant_id: str | None
@@ -83,7 +86,7 @@ class Principal:
 
 @dataclass(frozen=True, slots=True)
 class RequestInfo:
-    """Where a request came from, for the audit log."""
+    """The client IP and user agent of a request, for the audit log."""
 
     ip_address: str | None = None
     user_agent: str | None = None

@@ -2,7 +2,7 @@
 
 ``SmtpSink`` keeps every message it accepts and can be stopped and started
 again on the same port, so a test can make the server unreachable.
-``WebhookReceiver`` keeps every JSON body and answers with the next status of
+``WebhookReceiver`` keeps every JSON body and responds with the next status of
 a queue (200 once it is empty).
 """
 

@@ -2,7 +2,7 @@
 
 It is the HTTP floor for the verification benchmark: functions-framework,
 gunicorn and Flask on the same port setup, with no work behind them. The body
-has the shape and about the size of a successful ``GET /verify`` answer.
+has the shape and about the size of a successful ``GET /verify`` response.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Where alerts go: email over SMTP, a Slack incoming webhook, a Pub/Sub topic.
+"""Alert channels: email over SMTP, a Slack incoming webhook, a Pub/Sub topic.
 
 Each channel's ``send`` delivers one alert or raises ``DeliveryError``. Its
 message names the failure without a secret. It never contains the SMTP

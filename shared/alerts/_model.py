@@ -18,7 +18,7 @@ class Alert:
     time bucket): the notification ledger sends each key once per channel.
     ``facts`` are ids and UTC times for machines (the Pub/Sub message and the
     audit event); ``summary`` is the subject line; ``body`` the paragraphs that
-    say what happened, to which key or credential, and when; ``action`` what
+    describe what happened, to which key or credential, and when; ``action`` what
     to do. None of them ever carries a secret.
     """
 

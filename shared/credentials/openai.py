@@ -137,7 +137,7 @@ def _key_hint(api_key: str) -> str:
 def _rejection(reply: HttpReply) -> CheckResult:
     error = reply.body.get("error")
     if reply.status != 401 or not isinstance(error, dict):
-        # A 403 means a region or network block, which says nothing of the key.
+        # A 403 means a region or network block, which proves nothing about the key.
         return unexpected_response("OpenAI", reply.status)
     code = error.get("code")
     reason, message = _REJECTIONS.get(

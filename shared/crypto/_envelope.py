@@ -30,7 +30,7 @@ differs: a ciphertext copied into another tenant's row, another kind of record
 or another record id does not decrypt.
 
 Every decryption failure raises the same ``DecryptionError``, without chaining,
-so neither a message nor a traceback says which check failed.
+so neither a message nor a traceback reveals which check failed.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ _WRAP_AAD_LABEL = b"convergence.dek.v1"
 
 @dataclass(frozen=True, slots=True)
 class RecordContext:
-    """What a ciphertext is bound to: the tenant, the kind of record and its id."""
+    """The binding of a ciphertext: the tenant, the kind of record and its id."""
 
     tenant_id: str
     kind: str

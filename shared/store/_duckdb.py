@@ -490,7 +490,7 @@ class DuckDBStore:
         with self._thread_lock:
             for table in TABLES.values():
                 con.execute(create_table_sql(table))
-            # The file holds hashes and ciphertexts only, but no one else
+            # The file contains hashes and ciphertexts only, but no one else
             # needs to read it.
             os.chmod(self._path, 0o600)
             self._schema_ready = True

@@ -55,7 +55,7 @@ class ApiKeyRecord:
 
 @dataclass(frozen=True, slots=True)
 class CredentialRecord:
-    """A ``tenant_credentials`` row; only ``encrypted_credentials`` holds a secret.
+    """A ``tenant_credentials`` row; only ``encrypted_credentials`` contains a secret.
 
     ``details`` maps names to non-secret provider facts (account id, ARN,
     client email). A deleted row keeps its ciphertext until ``erase_after``.
